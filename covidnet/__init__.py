@@ -1,0 +1,45 @@
+"""CovidNet: chest X-ray classification (COVID-19 / Normal / Pneumonia) with Grad-CAM heatmaps.
+
+A research and teaching demo, not a medical device.
+
+    >>> import covidnet
+    >>> model = covidnet.load("resnet18")
+    >>> result = model.analyze("scan.png")
+    >>> result.probabilities, result.heatmap.shape
+"""
+
+from covidnet.backbones import backbones
+from covidnet.cards import ModelCard
+from covidnet.checkpoints import trained_backbones
+from covidnet.classes import CLASSES, display_name
+from covidnet.errors import (
+    CheckpointError,
+    CovidNetError,
+    ScanError,
+    UnknownBackboneError,
+    UnknownCamMethodError,
+)
+from covidnet.explain import cam_methods
+from covidnet.imaging import Scan, read_scan
+from covidnet.predict import Analysis, Predictor, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLASSES",
+    "Analysis",
+    "CheckpointError",
+    "CovidNetError",
+    "ModelCard",
+    "Predictor",
+    "Scan",
+    "ScanError",
+    "UnknownBackboneError",
+    "UnknownCamMethodError",
+    "backbones",
+    "cam_methods",
+    "display_name",
+    "load",
+    "read_scan",
+    "trained_backbones",
+]

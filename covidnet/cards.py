@@ -1,0 +1,76 @@
+"""The model card: the metadata record shipped beside every checkpoint as ``<backbone>.json``.
+
+The card is the single source of truth for how a checkpoint is used: its classes and their order,
+the input size, channels and normalisation that preprocessing reads, the temperature that
+calibrates its probabilities, and how it was made and measured.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from covidnet.classes import CLASSES
+from covidnet.errors import CheckpointError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to use, verify and judge one checkpoint."""
+
+    backbone: str
+    architecture: str  # the torchvision builder, e.g. "resnet18"
+    input_size: int
+    sha256: str
+    size_bytes: int
+    parameters: int
+    classes: tuple[str, ...] = CLASSES
+    channels: int = 3
+    normalisation: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    )
+    resize: str = "squash"  # the whole image is resized to input_size × input_size
+    dtype: str = "float32"  # storage type of the state dict
+    init: str = "scratch"
+    temperature: float = 1.0
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    command: str = ""
+    commit: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ModelCard:
+        """A card from its JSON record; unknown or missing fields raise ``CheckpointError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise CheckpointError(f"Model card has unknown fields: {', '.join(unknown)}.")
+        record = dict(record)
+        record["classes"] = tuple(record.get("classes", CLASSES))
+        if "normalisation" in record:
+            record["normalisation"] = {k: tuple(v) for k, v in record["normalisation"].items()}
+        try:
+            return cls(**record)
+        except TypeError as e:
+            raise CheckpointError(f"Model card is incomplete: {e}.") from None
+
+
+def read_card(path: Path) -> ModelCard:
+    """Read the card at ``path``."""
+    try:
+        return ModelCard.from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"Cannot read model card {str(path)!r}: {e}.") from None
+
+
+def write_card(card: ModelCard, path: Path) -> None:
+    """Write ``card`` to ``path`` as indented JSON."""
+    path.write_text(card.to_json())

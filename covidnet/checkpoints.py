@@ -1,0 +1,136 @@
+"""Checkpoints: save a state dict with its card, verify its sha256, load it safely.
+
+A checkpoint is ``<backbone>.pt`` (a state dict only) beside ``<backbone>.json`` (its card).
+Loading always verifies size and sha256 first and then reads tensors only (``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from covidnet.backbones import backbones, build_model, get_spec
+from covidnet.cards import ModelCard, read_card, write_card
+from covidnet.classes import CLASSES
+from covidnet.errors import CheckpointError
+
+WEIGHTS_ENV = "COVIDNET_WEIGHTS"
+_STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def default_weights_dir() -> Path:
+    """``$COVIDNET_WEIGHTS`` if set, else the ``weights/`` folder shipped beside the package."""
+    return Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parent.parent / "weights")
+
+
+def checkpoint_paths(backbone: str, weights_dir: Path | None = None) -> tuple[Path, Path]:
+    """The ``(.pt, .json)`` paths of ``backbone``'s checkpoint."""
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    return folder / f"{backbone}.pt", folder / f"{backbone}.json"
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(
+    model: nn.Module,
+    *,
+    backbone: str,
+    input_size: int,
+    out_dir: Path,
+    dtype: str = "float32",
+    **card_fields: Any,
+) -> ModelCard:
+    """Write ``model``'s state dict and its card into ``out_dir``; return the card."""
+    get_spec(backbone)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pt_path, card_path = checkpoint_paths(backbone, out_dir)
+    storage = _STORAGE_DTYPES[dtype]
+    state = {
+        k: (v.detach().to(storage) if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    torch.save(state, pt_path)
+    card = ModelCard(
+        backbone=backbone,
+        architecture=get_spec(backbone).builder,
+        input_size=input_size,
+        sha256=sha256_of(pt_path),
+        size_bytes=pt_path.stat().st_size,
+        parameters=count_parameters(model),
+        dtype=dtype,
+        **card_fields,
+    )
+    write_card(card, card_path)
+    return card
+
+
+def verify_checkpoint(backbone: str, weights_dir: Path | None = None) -> ModelCard:
+    """The card of ``backbone``'s checkpoint, after checking the file's size and sha256."""
+    get_spec(backbone)
+    pt_path, card_path = checkpoint_paths(backbone, weights_dir)
+    if not card_path.exists() or not pt_path.exists():
+        raise CheckpointError(
+            f"No trained weights for {backbone} in {str(pt_path.parent)!r}. "
+            f"Train them with `covidnet train --backbone {backbone}`."
+        )
+    card = read_card(card_path)
+    if card.backbone != backbone:
+        raise CheckpointError(f"{card_path.name} describes {card.backbone!r}, not {backbone!r}.")
+    if pt_path.stat().st_size != card.size_bytes or sha256_of(pt_path) != card.sha256:
+        raise CheckpointError(
+            f"{pt_path.name} does not match the sha256 in {card_path.name}: the file was changed "
+            "or damaged. Restore it (e.g. `git checkout weights/`) or retrain; it was not loaded."
+        )
+    return card
+
+
+def load_checkpoint(backbone: str, weights_dir: Path | None = None) -> tuple[nn.Module, ModelCard]:
+    """Verify, then load ``backbone``'s checkpoint as a float32 model in eval mode."""
+    card = verify_checkpoint(backbone, weights_dir)
+    if tuple(card.classes) != CLASSES:
+        raise CheckpointError(
+            f"{backbone}'s card lists classes {list(card.classes)}, CovidNet expects {list(CLASSES)}."
+        )
+    pt_path, _ = checkpoint_paths(backbone, weights_dir)
+    try:
+        state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for unreadable files
+        raise CheckpointError(f"Cannot load {pt_path.name}: {e}") from None
+    model = build_model(backbone, num_classes=len(card.classes))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{pt_path.name} does not fit the {backbone} architecture: {e}") from None
+    if count_parameters(model) != card.parameters:
+        raise CheckpointError(f"{backbone} has {count_parameters(model)} parameters, card says {card.parameters}.")
+    return model.eval(), card
+
+
+def trained_backbones(weights_dir: Path | None = None) -> list[str]:
+    """The backbones whose checkpoint is present and passes verification."""
+    usable = []
+    for name in backbones():
+        try:
+            verify_checkpoint(name, weights_dir)
+        except CheckpointError:
+            continue
+        usable.append(name)
+    return usable

@@ -1,0 +1,156 @@
+"""The command-line interface: ``covidnet backbones`` and ``covidnet predict``.
+
+Exit status: 0 when every scan was analysed, 1 when any scan could not be read, 2 for usage errors
+(including a backbone without trained weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from covidnet.backbones import backbones, get_spec
+from covidnet.checkpoints import default_weights_dir, verify_checkpoint
+from covidnet.classes import display_name
+from covidnet.errors import CheckpointError, CovidNetError
+from covidnet.explain import cam_methods
+from covidnet.imaging import SCAN_SUFFIXES, Scan, read_scan
+from covidnet.predict import Predictor, load
+
+EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE = 0, 1, 2
+PROGRESS_MIN_SCANS = 4
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except CovidNetError as e:
+        print(f"covidnet: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="covidnet",
+        description="Chest X-ray classification with Grad-CAM. A research demo, not a medical device.",
+    )
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help=f"folder of trained checkpoints (default: $COVIDNET_WEIGHTS or {default_weights_dir()})",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("backbones", help="list backbones and whether trained weights are present")
+    listing.set_defaults(run=_run_backbones)
+
+    predict = commands.add_parser("predict", help="classify scans (files or folders)")
+    predict.add_argument("scans", nargs="+", type=Path, metavar="SCAN_OR_DIR")
+    predict.add_argument("--backbone", default="all", help="a backbone name, or 'all' (default)")
+    predict.add_argument("--cam", default=cam_methods()[0], choices=cam_methods(), help="heatmap method")
+    predict.add_argument("--heatmaps", type=Path, metavar="DIR", help="write one overlay PNG per scan and backbone")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per line")
+    predict.set_defaults(run=_run_predict)
+    return parser
+
+
+def _run_backbones(args: argparse.Namespace) -> int:
+    for name in backbones():
+        try:
+            card = verify_checkpoint(name, args.weights_dir)
+            state = f"trained weights present, sha256 ok ({card.sha256[:12]}…, input {card.input_size}px)"
+        except CheckpointError as e:
+            state = f"no usable weights: {e}"
+        print(f"{name:<14} {get_spec(name).family:<9} {state}")
+    return EXIT_OK
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    predictors = _predictors(args.backbone, args.weights_dir)
+    scans = list(_walk(args.scans))
+    if not scans:
+        raise CovidNetError("No scans found in " + ", ".join(map(str, args.scans)) + ".")
+    if args.heatmaps:
+        args.heatmaps.mkdir(parents=True, exist_ok=True)
+    failed = False
+    progress = tqdm(scans, unit="scan", file=sys.stderr, disable=len(scans) < PROGRESS_MIN_SCANS)
+    for path in progress:
+        try:
+            scan = read_scan(path)
+        except CovidNetError as e:
+            failed = True
+            _emit({"scan": str(path), "error": str(e)}, args.json)
+            continue
+        for predictor in predictors:
+            _emit(_row(path, scan, predictor, args), args.json)
+    return EXIT_SCAN_FAILED if failed else EXIT_OK
+
+
+def _predictors(choice: str, weights_dir: Path | None) -> list[Predictor]:
+    if choice != "all":
+        get_spec(choice)
+        return [load(choice, weights_dir=weights_dir)]
+    predictors = []
+    for name in backbones():
+        try:
+            predictors.append(load(name, weights_dir=weights_dir))
+        except CheckpointError as e:
+            print(f"covidnet: skipping {name}: {e}", file=sys.stderr)
+    if not predictors:
+        raise CheckpointError(
+            "No backbone has trained weights, so there is nothing meaningful to predict with. "
+            "Train one with `covidnet train --backbone NAME`."
+        )
+    return predictors
+
+
+def _walk(paths: list[Path]) -> Iterator[Path]:
+    """Files as given; folders walked for files with a scan suffix, in sorted order."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES)
+        else:
+            yield path
+
+
+def _row(path: Path, scan: Scan, predictor: Predictor, args: argparse.Namespace) -> dict:
+    row: dict = {"scan": str(path), "backbone": predictor.backbone}
+    if args.heatmaps:
+        analysis = predictor.analyze(scan, cam=args.cam)
+        probabilities, warnings = analysis.probabilities, analysis.warnings
+        heatmap_path = args.heatmaps / f"{_safe_stem(path)}.{predictor.backbone}.{args.cam}.png"
+        analysis.overlay.save(heatmap_path)
+        row["heatmap"] = str(heatmap_path)
+    else:
+        probabilities, warnings = predictor.predict(scan), list(scan.warnings)
+        row["heatmap"] = None
+    row["probabilities"] = probabilities
+    row["prediction"] = max(probabilities, key=probabilities.get)
+    row["warnings"] = warnings
+    return {k: row[k] for k in ("scan", "backbone", "probabilities", "prediction", "heatmap", "warnings")}
+
+
+def _safe_stem(path: Path) -> str:
+    """A file name built from the whole path, so scans with the same name do not overwrite."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(path.with_suffix("")).strip("/")).strip("_")
+
+
+def _emit(row: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(row), flush=True)
+    elif "error" in row:
+        print(f"{row['scan']}: ERROR {row['error']}", flush=True)
+    else:
+        probs = "  ".join(f"{display_name(k)} {v:.3f}" for k, v in row["probabilities"].items())
+        notes = "".join(f"  [{w['code']}]" for w in row["warnings"])
+        print(f"{row['scan']}  {row['backbone']}: {display_name(row['prediction'])}  ({probs}){notes}", flush=True)

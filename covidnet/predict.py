@@ -1,0 +1,158 @@
+"""Prediction: calibrated probabilities, and Grad-CAM heatmaps from the same single pass.
+
+``load(name)`` returns one shared ``Predictor`` per backbone and weights folder. ``analyze`` gets
+the probabilities and the heatmap from ONE forward and ONE backward pass: the grad-cam package runs
+the forward, and its outputs are reused for the probabilities.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from covidnet.backbones import cam_layer, get_spec
+from covidnet.cards import ModelCard
+from covidnet.checkpoints import default_weights_dir, load_checkpoint
+from covidnet.errors import CovidNetError
+from covidnet.explain import cam_class, overlay, resize_heatmap
+from covidnet.imaging import Scan, ScanSource, read_scan
+from covidnet.preprocessing import build_transform
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One scan analysed by one backbone."""
+
+    backbone: str
+    probabilities: dict[str, float]  # calibrated, class → probability, summing to 1
+    prediction: str  # the most probable class
+    target: str  # the class the heatmap explains
+    heatmap: np.ndarray  # float32 in [0, 1], shape (height, width) of the scan's display image
+    overlay: Image.Image  # the heatmap drawn over the scan, RGB
+    cam: str
+    seconds: float
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+class Predictor:
+    """A trained model with its card, safe to share between threads.
+
+    Grad-CAM attaches hooks to the model for the length of one call, and a hook would record the
+    activations of any other thread's forward pass; so every pass through the shared model holds
+    ``self._lock``. With 2 CPU cores, PyTorch's own threads already use the machine during a pass.
+    """
+
+    def __init__(self, model: nn.Module, card: ModelCard) -> None:
+        self.card = card
+        self.model = model.eval()
+        self._transform = build_transform(card)
+        self._lock = threading.Lock()
+        self._cam_layer = cam_layer(self.model, get_spec(card.backbone))
+        _prepare_for_cheap_backward(self.model, self._cam_layer)
+
+    @property
+    def backbone(self) -> str:
+        return self.card.backbone
+
+    def tensor(self, scan: Scan) -> torch.Tensor:
+        """The model input for ``scan``: a batch of one."""
+        return self._transform(scan.image).unsqueeze(0)
+
+    def probabilities(self, logits: torch.Tensor) -> list[dict[str, float]]:
+        """Calibrated class probabilities, one dict per row of ``logits``."""
+        probs = torch.softmax(logits.detach().float() / self.card.temperature, dim=1)
+        return [dict(zip(self.card.classes, map(float, row), strict=True)) for row in probs]
+
+    def predict(self, scan: Scan | ScanSource) -> dict[str, float]:
+        """Calibrated probabilities for one scan (no heatmap)."""
+        return self.predict_batch([_as_scan(scan)])[0]
+
+    def predict_batch(self, scans: list[Scan]) -> list[dict[str, float]]:
+        """Calibrated probabilities for many scans in one forward pass."""
+        batch = torch.cat([self.tensor(s) for s in scans])
+        with self._lock, torch.inference_mode():
+            logits = self.model(batch)
+        return self.probabilities(logits)
+
+    def analyze(
+        self,
+        scan: Scan | ScanSource,
+        *,
+        cam: str = "gradcam",
+        target: str | None = None,
+        opacity: float = 0.4,
+    ) -> Analysis:
+        """Probabilities and a heatmap for the target class (default: the prediction)."""
+        started = time.perf_counter()
+        scan = _as_scan(scan)
+        method = cam_class(cam)
+        if target is not None and target not in self.card.classes:
+            raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.card.classes)}.")
+        targets = None if target is None else [ClassifierOutputTarget(self.card.classes.index(target))]
+        x = self.tensor(scan)
+        with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
+            grid = explainer(input_tensor=x, targets=targets)[0]
+            logits = explainer.outputs
+        probabilities = self.probabilities(logits)[0]
+        prediction = max(probabilities, key=probabilities.get)
+        heatmap = resize_heatmap(grid, scan.image.size)
+        return Analysis(
+            backbone=self.backbone,
+            probabilities=probabilities,
+            prediction=prediction,
+            target=target or prediction,
+            heatmap=heatmap,
+            overlay=overlay(scan.image, heatmap, opacity=opacity),
+            cam=cam,
+            seconds=time.perf_counter() - started,
+            warnings=list(scan.warnings),
+        )
+
+
+def _prepare_for_cheap_backward(model: nn.Module, layer: nn.Module) -> None:
+    """Let Grad-CAM's backward pass stop at the explained layer.
+
+    No parameter needs a gradient at inference, so all are frozen; the explained layer's input is
+    marked as requiring one instead. The backward pass then runs through that layer and the head
+    only, not the whole network, and the gradients Grad-CAM reads are unchanged. In-place ReLUs
+    are switched off because a tensor marked this way must not be overwritten in place.
+    """
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+
+    def mark_input(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if torch.is_grad_enabled():
+            args[0].requires_grad_(True)
+
+    layer.register_forward_pre_hook(mark_input)
+
+
+def _as_scan(scan: Scan | ScanSource) -> Scan:
+    return scan if isinstance(scan, Scan) else read_scan(scan)
+
+
+_cache: dict[tuple[str, Path], Predictor] = {}
+_cache_lock = threading.Lock()
+
+
+def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
+    """The shared predictor for backbone ``name`` (loaded once per process and weights folder).
+
+    Raises ``CheckpointError`` when there are no trained weights or they fail verification.
+    """
+    folder = Path(weights_dir or default_weights_dir()).resolve()
+    with _cache_lock:
+        if (name, folder) not in _cache:
+            _cache[(name, folder)] = Predictor(*load_checkpoint(name, folder))
+        return _cache[(name, folder)]

@@ -1,0 +1,39 @@
+"""Shared fixtures: small temporary checkpoints for every backbone, and real scans from ../shared."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+import covidnet
+from covidnet.backbones import build_model
+from covidnet.checkpoints import save_checkpoint
+
+CXR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
+TEST_INPUT_SIZE = 128  # small inputs keep the suite fast; the real input sizes are in the registry
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights folder with a randomly initialised (seeded) checkpoint for every backbone."""
+    folder = tmp_path_factory.mktemp("weights")
+    for name in covidnet.backbones():
+        torch.manual_seed(0)
+        save_checkpoint(build_model(name), backbone=name, input_size=TEST_INPUT_SIZE, out_dir=folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_scans() -> list[Path]:
+    """One real scan per class from the shared chest X-ray set (skipped where it is absent)."""
+    metadata = CXR_ROOT / "metadata.csv"
+    if not metadata.exists():
+        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
+    chosen: dict[str, Path] = {}
+    with metadata.open() as f:
+        for row in csv.DictReader(f):
+            chosen.setdefault(row["label"], CXR_ROOT / row["path"])
+    return [chosen[label] for label in covidnet.CLASSES]

@@ -1,0 +1,105 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import covidnet
+from covidnet.backbones import build_model, get_spec
+from covidnet.cards import read_card
+from covidnet.checkpoints import (
+    checkpoint_paths,
+    count_parameters,
+    load_checkpoint,
+    save_checkpoint,
+    sha256_of,
+    verify_checkpoint,
+)
+from covidnet.classes import CLASSES
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+
+
+def copy_checkpoint(backbone: str, source: Path, target: Path) -> None:
+    target.mkdir(exist_ok=True)
+    for path in checkpoint_paths(backbone, source):
+        shutil.copy(path, target / path.name)
+
+
+def test_round_trip_keeps_every_weight(tmp_path):
+    torch.manual_seed(3)
+    model = build_model("resnet18")
+    card = save_checkpoint(model, backbone="resnet18", input_size=128, out_dir=tmp_path, temperature=1.7)
+    loaded, loaded_card = load_checkpoint("resnet18", tmp_path)
+    assert loaded_card == card and loaded_card.temperature == 1.7
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    model = build_model("resnet18")
+    full = save_checkpoint(model, backbone="resnet18", input_size=128, out_dir=tmp_path / "a")
+    half = save_checkpoint(model, backbone="resnet18", input_size=128, out_dir=tmp_path / "b", dtype="float16")
+    assert half.size_bytes < 0.55 * full.size_bytes
+    loaded, _ = load_checkpoint("resnet18", tmp_path / "b")
+    assert loaded.fc.weight.dtype == torch.float32
+    assert torch.allclose(loaded.fc.weight, model.fc.weight, atol=1e-3)
+
+
+def test_tampered_checkpoint_is_refused(weights_dir, tmp_path):
+    copy_checkpoint("resnet18", weights_dir, tmp_path)
+    pt_path, _ = checkpoint_paths("resnet18", tmp_path)
+    data = bytearray(pt_path.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte, same size
+    pt_path.write_bytes(bytes(data))
+    with pytest.raises(covidnet.CheckpointError, match="sha256"):
+        load_checkpoint("resnet18", tmp_path)
+    with pytest.raises(covidnet.CheckpointError, match="sha256"):
+        covidnet.load("resnet18", weights_dir=tmp_path)
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    with pytest.raises(covidnet.CheckpointError, match="covidnet train --backbone vgg11_bn"):
+        verify_checkpoint("vgg11_bn", tmp_path)
+
+
+def test_card_for_another_backbone_is_refused(weights_dir, tmp_path):
+    copy_checkpoint("resnet18", weights_dir, tmp_path)
+    pt, card = checkpoint_paths("resnet18", tmp_path)
+    pt.rename(tmp_path / "densenet121.pt")
+    card.rename(tmp_path / "densenet121.json")
+    with pytest.raises(covidnet.CheckpointError, match="describes 'resnet18'"):
+        verify_checkpoint("densenet121", tmp_path)
+
+
+def test_card_with_unknown_fields_is_refused(weights_dir, tmp_path):
+    copy_checkpoint("resnet18", weights_dir, tmp_path)
+    _, card_path = checkpoint_paths("resnet18", tmp_path)
+    record = json.loads(card_path.read_text())
+    record["acuracy"] = 0.99
+    card_path.write_text(json.dumps(record))
+    with pytest.raises(covidnet.CheckpointError, match="acuracy"):
+        verify_checkpoint("resnet18", tmp_path)
+
+
+def test_loading_reads_tensors_only(weights_dir, tmp_path, monkeypatch):
+    calls = []
+    original = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or original(*a, **k))
+    load_checkpoint("resnet18", weights_dir)
+    assert calls and all(k.get("weights_only") is True for k in calls)
+
+
+@pytest.mark.parametrize("card_path", sorted(SHIPPED.glob("*.json")), ids=lambda p: p.stem)
+def test_every_shipped_card_matches_its_file_and_model(card_path):
+    card = read_card(card_path)
+    pt_path = card_path.with_suffix(".pt")
+    assert card.backbone == card_path.stem and card.architecture == get_spec(card.backbone).builder
+    assert pt_path.stat().st_size == card.size_bytes < 50 * 2**20
+    assert sha256_of(pt_path) == card.sha256
+    model, _ = load_checkpoint(card.backbone, SHIPPED)
+    assert count_parameters(model) == card.parameters
+    assert tuple(card.classes) == CLASSES
+    assert list(model.state_dict().values())[-1].shape == (len(CLASSES),)
+    assert card.metrics, "a shipped checkpoint must carry its measured metrics"

@@ -1,0 +1,131 @@
+"""The command line: in-process through ``main`` for speed, and once as `python -m covidnet`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import covidnet
+from covidnet.checkpoints import checkpoint_paths
+from covidnet.cli import main
+
+
+def covidnet_cli(*args: str | Path, weights: Path | None = None) -> subprocess.CompletedProcess:
+    argv = (["--weights-dir", str(weights)] if weights is not None else []) + [str(a) for a in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's own usage errors
+            code = e.code
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def test_python_dash_m_covidnet_runs_as_a_program(weights_dir, real_scans):
+    command = [
+        sys.executable,
+        "-m",
+        "covidnet",
+        "--weights-dir",
+        str(weights_dir),
+        "predict",
+        str(real_scans[2]),
+        "--backbone",
+        "resnet18",
+        "--json",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backbone"] == "resnet18"
+
+
+@pytest.fixture(scope="module")
+def scan_dir(real_scans, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("scans")
+    for path in real_scans:
+        shutil.copy(path, folder / path.name)
+    (folder / "nested").mkdir()
+    shutil.copy(real_scans[0], folder / "nested" / real_scans[0].name)
+    (folder / "broken.png").write_bytes(b"this is not a png")
+    (folder / "notes.txt").write_text("ignored: not a scan suffix")
+    return folder
+
+
+def test_backbones_lists_each_with_its_weights_state(weights_dir, tmp_path):
+    shutil.copy(checkpoint_paths("vgg11_bn", weights_dir)[1], tmp_path / "vgg11_bn.json")
+    (tmp_path / "vgg11_bn.pt").write_bytes(b"tampered")
+    result = covidnet_cli("backbones", weights=tmp_path)
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert set(lines) == set(covidnet.backbones())
+    assert "No trained weights" in lines["resnet18"]
+    assert "sha256" in lines["vgg11_bn"] and "sha256 ok" not in lines["vgg11_bn"]
+    ok = covidnet_cli("backbones", weights=weights_dir)
+    assert all("sha256 ok" in line for line in ok.stdout.splitlines())
+
+
+def test_predict_all_backbones_prints_one_json_row_per_scan_and_backbone(weights_dir, real_scans):
+    result = covidnet_cli("predict", real_scans[0], "--backbone", "all", "--json", weights=weights_dir)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["backbone"] for r in rows] == covidnet.backbones()
+    for row in rows:
+        assert list(row) == ["scan", "backbone", "probabilities", "prediction", "heatmap", "warnings"]
+        assert set(row["probabilities"]) == set(covidnet.CLASSES)
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)
+        assert row["heatmap"] is None and row["warnings"] == []
+
+
+def test_a_folder_with_a_broken_file_gives_one_error_row_and_exit_1(weights_dir, scan_dir, tmp_path):
+    heatmaps = tmp_path / "heatmaps"
+    result = covidnet_cli(
+        "predict",
+        scan_dir,
+        "--backbone",
+        "resnet18",
+        "--json",
+        "--heatmaps",
+        heatmaps,
+        "--cam",
+        "eigencam",
+        weights=weights_dir,
+    )
+    assert result.returncode == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    errors = [r for r in rows if "error" in r]
+    assert len(errors) == 1 and errors[0]["scan"].endswith("broken.png")
+    assert set(errors[0]) == {"scan", "error"} and "not an image" in errors[0]["error"]
+    good = [r for r in rows if "error" not in r]
+    assert len(good) == 4  # three scans plus the nested copy; notes.txt is not a scan
+    written = {Path(r["heatmap"]) for r in good}
+    assert len(written) == 4 and all(p.exists() and Image.open(p).mode == "RGB" for p in written)
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2_with_a_plain_message(weights_dir, real_scans, tmp_path):
+    unknown = covidnet_cli("predict", real_scans[0], "--backbone", "resnet19", weights=weights_dir)
+    assert unknown.returncode == 2 and "Valid backbones" in unknown.stderr
+    untrained = covidnet_cli("predict", real_scans[0], "--backbone", "resnet18", weights=tmp_path)
+    assert untrained.returncode == 2 and "No trained weights for resnet18" in untrained.stderr
+    assert untrained.stdout == ""
+    nothing = covidnet_cli("predict", real_scans[0], weights=tmp_path)
+    assert nothing.returncode == 2 and "No backbone has trained weights" in nothing.stderr
+    bad_cam = covidnet_cli("predict", real_scans[0], "--cam", "magic", weights=weights_dir)
+    assert bad_cam.returncode == 2
+    for result in (unknown, untrained, nothing, bad_cam):
+        assert "Traceback" not in result.stderr
+
+
+def test_human_readable_output_names_the_classes(weights_dir, real_scans):
+    result = covidnet_cli("predict", real_scans[1], "--backbone", "densenet121", weights=weights_dir)
+    assert result.returncode == 0
+    assert "densenet121" in result.stdout and "COVID-19" in result.stdout and "Pneumonia" in result.stdout

@@ -1,0 +1,138 @@
+"""Prediction and Grad-CAM on real scans with small seeded checkpoints of every backbone."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+import covidnet
+from covidnet.backbones import build_model, cam_layer, get_spec
+from covidnet.classes import CLASSES
+from covidnet.explain import resize_heatmap
+from covidnet.predict import Predictor
+
+BACKBONES = covidnet.backbones()
+
+
+@pytest.fixture(scope="module")
+def scans(real_scans):
+    return [covidnet.read_scan(path) for path in real_scans]
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_predict_returns_probabilities_that_sum_to_one(name, weights_dir, scans):
+    model = covidnet.load(name, weights_dir=weights_dir)
+    for scan in scans:
+        probabilities = model.predict(scan)
+        assert list(probabilities) == list(CLASSES)
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert all(0.0 <= p <= 1.0 for p in probabilities.values())
+
+
+def test_load_is_cached_per_backbone(weights_dir):
+    assert covidnet.load("resnet18", weights_dir=weights_dir) is covidnet.load("resnet18", weights_dir=weights_dir)
+
+
+def test_batch_equals_one_at_a_time(weights_dir, scans):
+    model = covidnet.load("resnet18", weights_dir=weights_dir)
+    batched = model.predict_batch(scans)
+    for scan, row in zip(scans, batched, strict=True):
+        single = model.predict(scan)
+        assert row == pytest.approx(single, abs=1e-5)
+
+
+def test_temperature_from_the_card_is_applied(weights_dir, scans):
+    shared = covidnet.load("resnet18", weights_dir=weights_dir)
+    hot = Predictor(shared.model, dataclasses.replace(shared.card, temperature=4.0))
+    x = shared.tensor(scans[0])
+    with torch.inference_mode():
+        logits = shared.model(x)[0]
+    expected = torch.softmax(logits / 4.0, dim=0)
+    assert list(hot.predict(scans[0]).values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    assert max(hot.predict(scans[0]).values()) < max(shared.predict(scans[0]).values())
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("cam", covidnet.cam_methods())
+def test_analyze_gives_a_heatmap_the_size_of_the_scan(name, cam, weights_dir, scans):
+    model = covidnet.load(name, weights_dir=weights_dir)
+    scan = scans[0]
+    result = model.analyze(scan, cam=cam)
+    width, height = scan.image.size
+    assert result.heatmap.shape == (height, width) and result.heatmap.dtype == np.float32
+    assert not np.isnan(result.heatmap).any()
+    assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0 and result.heatmap.max() > 0.5
+    assert result.overlay.size == scan.image.size and result.overlay.mode == "RGB"
+    assert result.cam == cam and result.prediction == max(result.probabilities, key=result.probabilities.get)
+    assert result.probabilities == pytest.approx(model.predict(scan), abs=1e-5)
+    assert result.seconds > 0
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_heatmap_changes_with_the_target_class(name, weights_dir, scans):
+    model = covidnet.load(name, weights_dir=weights_dir)
+    results = [model.analyze(scans[1], target=label) for label in CLASSES]
+    assert [r.target for r in results] == list(CLASSES)
+    maps = [r.heatmap for r in results]
+    assert not np.allclose(maps[0], maps[1], atol=1e-3) or not np.allclose(maps[1], maps[2], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_heatmap_equals_plain_grad_cam_on_an_unmodified_model(name, weights_dir, scans):
+    """The cheap backward (frozen weights, gradient from the explained layer on) changes nothing."""
+    shared = covidnet.load(name, weights_dir=weights_dir)
+    plain = build_model(name).eval()
+    plain.load_state_dict(shared.model.state_dict())
+    x = shared.tensor(scans[2])
+    for label in CLASSES:
+        target = [ClassifierOutputTarget(CLASSES.index(label))]
+        with GradCAM(plain, [cam_layer(plain, get_spec(name))]) as cam:
+            expected = cam(input_tensor=x, targets=target)[0]
+        ours = shared.analyze(scans[2], target=label)
+        assert np.allclose(ours.heatmap, resize_heatmap(expected, scans[2].image.size), atol=1e-4)
+
+
+def test_unknown_cam_method_and_target_are_refused(weights_dir, scans):
+    model = covidnet.load("resnet18", weights_dir=weights_dir)
+    with pytest.raises(covidnet.UnknownCamMethodError, match="gradcam"):
+        model.analyze(scans[0], cam="magic")
+    with pytest.raises(covidnet.CovidNetError, match="covid"):
+        model.analyze(scans[0], target="flu")
+
+
+def test_analyze_accepts_a_path_and_reports_reading_warnings(weights_dir, real_scans, tmp_path):
+    from PIL import Image
+
+    frames = [Image.open(real_scans[0]).convert("L"), Image.new("L", (320, 320))]
+    path = tmp_path / "two_frames.tif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    result = covidnet.load("resnet18", weights_dir=weights_dir).analyze(path)
+    assert [w["code"] for w in result.warnings] == ["first_frame"]
+
+
+@pytest.mark.slow
+def test_concurrent_calls_on_shared_models_equal_a_sequential_run(weights_dir, scans):
+    """8 threads × every scan × every backbone, analyze and predict mixed, on the shared models."""
+    jobs = [(name, i, kind) for name in BACKBONES for i in range(len(scans)) for kind in ("analyze", "predict")]
+
+    def run(job):
+        name, i, kind = job
+        model = covidnet.load(name, weights_dir=weights_dir)
+        if kind == "predict":
+            return model.predict(scans[i]), None
+        result = model.analyze(scans[i], cam="gradcam++" if i % 2 else "gradcam")
+        return result.probabilities, result.heatmap
+
+    sequential = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(run, jobs * 2))
+    for expected, got in zip(sequential * 2, concurrent, strict=True):
+        assert got[0] == expected[0]
+        if expected[1] is not None:
+            assert np.array_equal(got[1], expected[1])
