@@ -17,13 +17,17 @@ from tqdm import tqdm
 
 from covidnet.backbones import backbones, get_spec
 from covidnet.checkpoints import default_weights_dir, verify_checkpoint
-from covidnet.classes import display_name
+from covidnet.classes import CLASSES, display_name
 from covidnet.errors import CheckpointError, CovidNetError
 from covidnet.explain import cam_methods
 from covidnet.imaging import SCAN_SUFFIXES, Scan, read_scan
 from covidnet.predict import Predictor, load
 
 EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_DATA = Path("../shared/data/cxr")
+DEFAULT_SPLIT = default_weights_dir() / "split.csv"
+# ieee8023 via this repository: COVID-19, pneumonia and normal images from many hospitals and papers.
+EXTERNAL_SOURCE = "GeneralBlockchain/covid-19-chest-xray-lung-bounding-boxes-dataset"
 PROGRESS_MIN_SCANS = 4
 
 
@@ -61,6 +65,41 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--heatmaps", type=Path, metavar="DIR", help="write one overlay PNG per scan and backbone")
     predict.add_argument("--json", action="store_true", help="print one JSON object per line")
     predict.set_defaults(run=_run_predict)
+
+    split = commands.add_parser("split", help="de-duplicate and split a data set by patient (writes the split file)")
+    split.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"folder with metadata.csv (default {DEFAULT_DATA})"
+    )
+    split.add_argument(
+        "--external",
+        nargs="*",
+        default=[EXTERNAL_SOURCE],
+        metavar="SOURCE",
+        help="sources held out whole as the external test set",
+    )
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", type=Path, default=DEFAULT_SPLIT)
+    split.set_defaults(run=_run_split)
+
+    train = commands.add_parser("train", help="train one backbone and write its checkpoint and card")
+    train.add_argument("--backbone", required=True, choices=backbones())
+    train.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    train.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument(
+        "--init", default="scratch", help="scratch, imagenet (from TORCH_HOME's cache), or a weights folder"
+    )
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--input-size", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, default=1)
+    train.add_argument("--patience", type=int, default=4)
+    train.add_argument("--limit", type=int, default=None, help="use every n-th image only (quick runs)")
+    train.add_argument("--resume", action="store_true", help="continue from runs/<backbone>.state.pt")
+    train.add_argument("--out", type=Path, default=default_weights_dir())
+    train.set_defaults(run=_run_train)
     return parser
 
 
@@ -94,6 +133,31 @@ def _run_predict(args: argparse.Namespace) -> int:
         for predictor in predictors:
             _emit(_row(path, scan, predictor, args), args.json)
     return EXIT_SCAN_FAILED if failed else EXIT_OK
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from covidnet.data import read_metadata
+    from covidnet.splits import SPLITS, assign_splits, perceptual_hash, write_split_file
+
+    records = read_metadata(args.data / "metadata.csv")
+    hashes = [perceptual_hash(r.path) for r in tqdm(records, desc="hashing", unit="scan", file=sys.stderr)]
+    split = assign_splits(records, hashes, external_sources=args.external, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_split_file(args.out, records, hashes, split)
+    for name in SPLITS:
+        chosen = [r for r, s in zip(records, split, strict=True) if s == name]
+        by_class = ", ".join(f"{c} {sum(r.label == c for r in chosen)}" for c in CLASSES)
+        print(f"{name:<9} {len(chosen):>5}  ({by_class})")
+    return EXIT_OK
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from covidnet.train import TrainConfig, train
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "weights_dir")}
+    card = train(TrainConfig(**settings), command="covidnet " + " ".join(sys.argv[1:]))
+    print(f"wrote {card.backbone}: validation {card.metrics['validation']}, temperature {card.temperature:.3f}")
+    return EXIT_OK
 
 
 def _predictors(choice: str, weights_dir: Path | None) -> list[Predictor]:

@@ -120,22 +120,20 @@ class Predictor:
 def _prepare_for_cheap_backward(model: nn.Module, layer: nn.Module) -> None:
     """Let Grad-CAM's backward pass stop at the explained layer.
 
-    No parameter needs a gradient at inference, so all are frozen; the explained layer's input is
-    marked as requiring one instead. The backward pass then runs through that layer and the head
-    only, not the whole network, and the gradients Grad-CAM reads are unchanged. In-place ReLUs
-    are switched off because a tensor marked this way must not be overwritten in place.
+    No parameter needs a gradient at inference, so all are frozen, and the explained layer's output
+    is re-entered into the graph as a fresh tensor that requires a gradient. The backward pass then
+    runs from the logits to that layer only, and the gradients Grad-CAM reads there are unchanged.
+    The clone keeps in-place operations downstream (e.g. DenseNet's ReLU) legal.
     """
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    for module in model.modules():
-        if isinstance(module, nn.ReLU):
-            module.inplace = False
 
-    def mark_input(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    def start_gradient_here(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         if torch.is_grad_enabled():
-            args[0].requires_grad_(True)
+            return output.detach().requires_grad_().clone()
+        return None
 
-    layer.register_forward_pre_hook(mark_input)
+    layer.register_forward_hook(start_gradient_here)
 
 
 def _as_scan(scan: Scan | ScanSource) -> Scan:

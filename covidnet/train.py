@@ -1,0 +1,281 @@
+"""Training one backbone: the split's train part, early stopping on validation macro AUC,
+temperature scaling on validation, and a checkpoint with its card.
+
+Images go through ``read_scan`` and ``build_transform`` like everywhere else; the augmentations
+(small rotation, translation and scale; brightness, contrast and gamma; no colour) run in front.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import random
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
+
+from covidnet.backbones import build_model, get_spec
+from covidnet.calibration import expected_calibration_error, fit_temperature
+from covidnet.cards import ModelCard
+from covidnet.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
+from covidnet.classes import CLASSES
+from covidnet.data import Record, ScanDataset, read_metadata
+from covidnet.errors import CovidNetError
+from covidnet.preprocessing import build_transform
+from covidnet.splits import read_split_file
+
+
+class RandomGamma(nn.Module):
+    """Gamma correction with a random exponent, as exposure differs between X-ray machines."""
+
+    def __init__(self, low: float = 0.8, high: float = 1.25) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, image):
+        return F.adjust_gamma(image, random.uniform(self.low, self.high))
+
+
+def xray_augmentation() -> v2.Compose:
+    """Small geometric and exposure changes that keep a radiograph plausible."""
+    return v2.Compose(
+        [
+            v2.RandomAffine(degrees=7, translate=(0.06, 0.06), scale=(0.9, 1.1)),
+            v2.ColorJitter(brightness=0.25, contrast=0.25),
+            RandomGamma(),
+        ]
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (recorded on the card)."""
+
+    backbone: str
+    data: Path
+    split_file: Path
+    out: Path
+    epochs: int = 12
+    init: str = "scratch"  # "scratch", "imagenet", or the folder of a covidnet checkpoint to start from
+    device: str = "cpu"
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    input_size: int | None = None  # default: the registry's
+    patience: int = 4
+    workers: int = 1
+    resume: bool = False
+    state_dir: Path = Path("runs")
+    limit: int | None = None  # use only every n-th image (quick experiments and tests)
+    history: list[dict] = field(default_factory=list, repr=False)
+
+
+def train(config: TrainConfig, *, command: str = "") -> ModelCard:
+    """Train ``config.backbone`` and write ``<backbone>.pt`` and its card into ``config.out``."""
+    started = time.time()
+    _seed_everything(config.seed)
+    spec = get_spec(config.backbone)
+    input_size = config.input_size or spec.input_size
+    parts = split_records(read_metadata(Path(config.data) / "metadata.csv"), config.split_file)
+    train_records, val_records = parts["train"][:: config.limit or 1], parts["val"][:: config.limit or 1]
+    device = torch.device(config.device)
+
+    model = _initial_model(config)
+    pending = ModelCard(
+        backbone=spec.name,
+        architecture=spec.builder,
+        input_size=input_size,
+        sha256="",
+        size_bytes=0,
+        parameters=count_parameters(model),
+        init=_init_name(config.init),
+    )
+    loader = DataLoader(
+        ScanDataset(train_records, build_transform(pending, augment=xray_augmentation())),
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    val_loader = DataLoader(ScanDataset(val_records, build_transform(pending)), batch_size=64)
+    model = model.to(device, memory_format=torch.channels_last)
+    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_records).to(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader), pct_start=0.2
+    )
+    state_path = Path(config.state_dir) / f"{spec.name}.state.pt"
+    first_epoch, best = 0, {"auc": -1.0, "epoch": -1, "state": None}
+    if config.resume and state_path.exists():
+        first_epoch, best, config.history = _restore(state_path, model, optimizer, scheduler)
+
+    for epoch in range(first_epoch, config.epochs):
+        model.train()
+        losses = []
+        for x, y in tqdm(loader, desc=f"{spec.name} epoch {epoch + 1}/{config.epochs}", unit="batch"):
+            x = x.to(device, memory_format=torch.channels_last)
+            loss = loss_fn(model(x), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        logits, labels = collect_logits(model, val_loader, device)
+        auc = macro_auc(torch.softmax(logits, 1).numpy(), labels.numpy())
+        config.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_auc": auc})
+        print(f"{spec.name} epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val macro AUC {auc:.4f}", flush=True)
+        if auc > best["auc"]:
+            best = {"auc": auc, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
+        _save_state(state_path, epoch + 1, best, config.history, model, optimizer, scheduler)
+        if epoch + 1 - best["epoch"] >= config.patience:
+            print(f"{spec.name}: no improvement for {config.patience} epochs, stopping", flush=True)
+            break
+
+    model.load_state_dict(best["state"])
+    logits, labels = collect_logits(model, val_loader, device)
+    temperature = fit_temperature(logits, labels)
+    before = torch.softmax(logits, 1).numpy()
+    after = torch.softmax(logits / temperature, 1).numpy()
+    validation = {
+        "n": len(labels),
+        "macro_auc": macro_auc(after, labels.numpy()),
+        "accuracy": float((after.argmax(1) == labels.numpy()).mean()),
+        "ece_before_temperature": expected_calibration_error(before, labels.numpy()),
+        "ece_after_temperature": expected_calibration_error(after, labels.numpy()),
+    }
+    return save_checkpoint(
+        model.to("cpu", memory_format=torch.contiguous_format).eval(),
+        backbone=spec.name,
+        input_size=input_size,
+        out_dir=config.out,
+        init=pending.init,
+        temperature=temperature,
+        training=_training_summary(config, train_records, val_records, best["epoch"], time.time() - started),
+        metrics={"validation": validation},
+        command=command,
+        commit=_git_commit(),
+    )
+
+
+def split_records(records: list[Record], split_file: Path) -> dict[str, list[Record]]:
+    """Records grouped by the split the split file assigns to their sha256."""
+    assigned = read_split_file(split_file)
+    missing = [r.path.name for r in records if r.sha256 not in assigned]
+    if missing:
+        raise CovidNetError(f"{len(missing)} images are not in {split_file} (e.g. {missing[0]}); run `covidnet split`.")
+    parts: dict[str, list[Record]] = {}
+    for record in records:
+        parts.setdefault(assigned[record.sha256][1], []).append(record)
+    return parts
+
+
+def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels over a loader, in order."""
+    model.eval()
+    outputs, labels = [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            outputs.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
+            labels.append(y)
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """One-vs-rest AUC averaged over the classes."""
+    return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=range(len(CLASSES))))
+
+
+def _initial_model(config: TrainConfig) -> nn.Module:
+    if config.init in ("scratch", "imagenet"):
+        return build_model(config.backbone, init=config.init)
+    model, _ = load_checkpoint(config.backbone, Path(config.init))
+    return model.train()
+
+
+def _init_name(init: str) -> str:
+    return init if init in ("scratch", "imagenet") else f"checkpoint:{Path(init).name}"
+
+
+def _class_weights(records: list[Record]) -> torch.Tensor:
+    counts = torch.tensor([sum(r.label == c for r in records) for c in CLASSES], dtype=torch.float32)
+    return counts.sum() / (len(CLASSES) * counts.clamp(min=1))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimizer, scheduler) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "epoch": epoch,
+        "best_auc": best["auc"],
+        "best_epoch": best["epoch"],
+        "best_state": best["state"],
+        "history": history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
+    torch.save(state, path)
+
+
+def _restore(path: Path, model, optimizer, scheduler) -> tuple[int, dict, list]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    print(f"resuming after epoch {state['epoch']} (best macro AUC {state['best_auc']:.4f})", flush=True)
+    best = {"auc": state["best_auc"], "epoch": state["best_epoch"], "state": state["best_state"]}
+    return state["epoch"], best, state["history"]
+
+
+def _training_summary(config: TrainConfig, train_records, val_records, best_epoch: int, seconds: float) -> dict:
+    def counts(records: list[Record]) -> dict[str, int]:
+        return {c: sum(r.label == c for r in records) for c in CLASSES}
+
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "history"}
+    return {
+        "data": "../shared/data/cxr (8,188 de-duplicated public chest X-rays from 6 GitHub repositories)",
+        "split_file_sha256": sha256_of(Path(config.split_file)),
+        "train_images": counts(train_records),
+        "val_images": counts(val_records),
+        "sources": sorted({r.source for r in train_records}),
+        "settings": settings,
+        "best_epoch": best_epoch,
+        "history": config.history,
+        "seconds": round(seconds, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, device {config.device}",
+        "torch": torch.__version__,
+    }
+
+
+def _git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "covidnet"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
