@@ -21,7 +21,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return loss
 
     optimizer.step(nll)
-    return float(log_t.exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
 def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, *, bins: int = 10) -> list[dict[str, float]]:
