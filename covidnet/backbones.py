@@ -117,6 +117,11 @@ def cam_layer(model: nn.Module, spec: BackboneSpec) -> nn.Module:
     return module
 
 
+def head(model: nn.Module, spec: BackboneSpec) -> nn.Linear:
+    """The final linear layer; its input is the penultimate feature vector."""
+    return model.fc if spec.head == "fc" else model.classifier
+
+
 def _replace_head(model: nn.Module, head: HeadKind, num_classes: int) -> None:
     if head == "fc":
         model.fc = nn.Linear(model.fc.in_features, num_classes)

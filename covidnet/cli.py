@@ -100,6 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from runs/<backbone>.state.pt")
     train.add_argument("--out", type=Path, default=default_weights_dir())
     train.set_defaults(run=_run_train)
+
+    evaluate = commands.add_parser("evaluate", help="measure trained backbones on a labelled CSV (path,label)")
+    evaluate.add_argument("--metadata", type=Path, required=True, help="CSV with columns path,label")
+    evaluate.add_argument(
+        "--root", type=Path, default=None, help="folder the paths are relative to (default: the CSV's)"
+    )
+    evaluate.add_argument("--backbone", default="all", help="a backbone name, or 'all' with weights (default)")
+    evaluate.add_argument("--split", default=None, help="evaluate only this split of --split-file (by sha256)")
+    evaluate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    evaluate.add_argument("--no-shortcuts", dest="shortcuts", action="store_false", help="skip shortcut checks")
+    evaluate.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    evaluate.set_defaults(run=_run_evaluate)
     return parser
 
 
@@ -158,6 +170,36 @@ def _run_train(args: argparse.Namespace) -> int:
     card = train(TrainConfig(**settings), command="covidnet " + " ".join(sys.argv[1:]))
     print(f"wrote {card.backbone}: validation {card.metrics['validation']}, temperature {card.temperature:.3f}")
     return EXIT_OK
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from covidnet.data import read_metadata
+    from covidnet.evaluate import evaluate
+    from covidnet.train import split_records
+
+    records = read_metadata(args.metadata, root=args.root)
+    data = f"{args.metadata}"
+    if args.split:
+        records = split_records(records, args.split_file).get(args.split, [])
+        data += f", split {args.split!r} of {args.split_file}"
+    if not records:
+        raise CovidNetError(f"No images to evaluate in {data}.")
+    names = [p.backbone for p in _predictors(args.backbone, args.weights_dir)]
+    report = evaluate(records, backbones=names, data=data, weights_dir=args.weights_dir, shortcuts=args.shortcuts)
+    report["command"] = "covidnet " + " ".join(sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    for name, metrics in {**report["backbones"], "ensemble": report["ensemble"]}.items():
+        auc, acc = metrics["macro_auc"], metrics["accuracy"]
+        print(f"{name:<12} n={report['n']}  macro AUC {_fmt(auc)}  accuracy {_fmt(acc)}")
+    print(f"unreadable: {report['unreadable']['count']}; report: {args.out}")
+    return EXIT_OK
+
+
+def _fmt(metric: dict) -> str:
+    if metric["value"] is None:
+        return "n/a"
+    return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
 
 
 def _predictors(choice: str, weights_dir: Path | None) -> list[Predictor]:

@@ -18,7 +18,7 @@ from PIL import Image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from covidnet.backbones import cam_layer, get_spec
+from covidnet.backbones import cam_layer, get_spec, head
 from covidnet.cards import ModelCard
 from covidnet.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.errors import CovidNetError
@@ -55,7 +55,9 @@ class Predictor:
         self.model = model.eval()
         self._transform = build_transform(card)
         self._lock = threading.Lock()
-        self._cam_layer = cam_layer(self.model, get_spec(card.backbone))
+        spec = get_spec(card.backbone)
+        self._cam_layer = cam_layer(self.model, spec)
+        self._head = head(self.model, spec)
         _prepare_for_cheap_backward(self.model, self._cam_layer)
 
     @property
@@ -77,10 +79,22 @@ class Predictor:
 
     def predict_batch(self, scans: list[Scan]) -> list[dict[str, float]]:
         """Calibrated probabilities for many scans in one forward pass."""
+        return self.probabilities(self.logits_batch(scans))
+
+    def logits_batch(self, scans: list[Scan], *, features: bool = False) -> torch.Tensor:
+        """Raw logits for many scans in one forward pass; with ``features=True``, the head's
+        input (the penultimate features) instead."""
         batch = torch.cat([self.tensor(s) for s in scans])
+        captured = []
         with self._lock, torch.inference_mode():
-            logits = self.model(batch)
-        return self.probabilities(logits)
+            if not features:
+                return self.model(batch)
+            handle = self._head.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+            try:
+                self.model(batch)
+            finally:
+                handle.remove()
+        return captured[0].flatten(1)
 
     def analyze(
         self,

@@ -8,6 +8,7 @@ out as an external test set. Groups are split by class and source with a fixed s
 from __future__ import annotations
 
 import csv
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,8 +71,9 @@ def assign_splits(
     """A split name per record: ``external`` for held-out sources, else train/val/test by group.
 
     No patient or near-duplicate of an external image is trained on: other images in a group that
-    touches an external source are ``excluded`` (neither trained on nor counted as external). The rest is cut into ``folds`` stratified by class and
-    source; ``val_folds`` and ``test_folds`` of them (15% each by default) become val and test.
+    touches an external source are ``excluded`` (neither trained on nor counted as external). The
+    rest is cut into ``folds`` stratified by class and source; ``val_folds`` and ``test_folds`` of
+    them (15% each by default) become val and test.
     """
     external_sources = set(external_sources)
     group_of = groups(records, hashes)
@@ -85,7 +87,10 @@ def assign_splits(
         ("external" if r.source in external_sources else "excluded") if g in external_groups else ""
         for g, r in zip(group_of, records, strict=True)
     ]
-    for fold, (_, held) in enumerate(splitter.split(inside, strata, groups=[group_of[i] for i in inside])):
+    with warnings.catch_warnings():  # strata rarer than the fold count were merged into their class above
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        folded = list(splitter.split(inside, strata, groups=[group_of[i] for i in inside]))
+    for fold, (_, held) in enumerate(folded):
         name = "test" if fold < test_folds else "val" if fold < test_folds + val_folds else "train"
         for k in held:
             split[inside[k]] = name

@@ -1,0 +1,99 @@
+"""Classification metrics with 95% bootstrap intervals (pure functions over probabilities and labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
+
+from covidnet.calibration import expected_calibration_error, reliability_bins
+from covidnet.classes import CLASSES
+
+BOOTSTRAP_ROUNDS = 1000
+ROC_POINTS = 101
+
+
+def summarise(probabilities: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> dict:
+    """Every headline metric of one model (or the ensemble) on one data set.
+
+    ``probabilities`` has one row per image and one column per class in ``CLASSES`` order.
+    """
+    predictions = probabilities.argmax(axis=1)
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, len(labels), len(labels)) for _ in range(BOOTSTRAP_ROUNDS)]
+
+    def with_interval(metric: Callable[[np.ndarray, np.ndarray], float]) -> dict:
+        return _interval(metric, probabilities, labels, resamples)
+
+    per_class = {}
+    for k, name in enumerate(CLASSES):
+        per_class[name] = {
+            "auc": with_interval(lambda p, y, k=k: _auc(p[:, k], y == k)),
+            "sensitivity": with_interval(lambda p, y, k=k: _ratio((p.argmax(1) == k) & (y == k), y == k)),
+            "specificity": with_interval(lambda p, y, k=k: _ratio((p.argmax(1) != k) & (y != k), y != k)),
+            "ppv": with_interval(lambda p, y, k=k: _ratio((p.argmax(1) == k) & (y == k), p.argmax(1) == k)),
+        }
+    covid = CLASSES.index("covid")
+    return {
+        "n": len(labels),
+        "class_counts": {name: int((labels == k).sum()) for k, name in enumerate(CLASSES)},
+        "accuracy": with_interval(lambda p, y: float((p.argmax(1) == y).mean())),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predictions)),
+        "macro_auc": with_interval(macro_auc),
+        "per_class": per_class,
+        "covid_sensitivity_at_95_specificity": with_interval(
+            lambda p, y: sensitivity_at_specificity(p[:, covid], y == covid, 0.95)
+        ),
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=range(len(CLASSES))).tolist(),
+        "roc": {name: _roc_points(probabilities[:, k], labels == k) for k, name in enumerate(CLASSES)},
+        "ece": expected_calibration_error(probabilities, labels),
+        "reliability": reliability_bins(probabilities, labels),
+    }
+
+
+def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """One-vs-rest AUC averaged over the classes present (NaN when fewer than two are)."""
+    aucs = [_auc(probabilities[:, k], labels == k) for k in range(len(CLASSES))]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def sensitivity_at_specificity(scores: np.ndarray, positive: np.ndarray, specificity: float) -> float:
+    """The highest sensitivity reachable with specificity at least ``specificity``."""
+    if positive.all() or not positive.any():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(positive, scores)
+    return float(tpr[fpr <= 1.0 - specificity].max())
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(roc_auc_score(positive, scores))
+
+
+def _ratio(hits: np.ndarray, of: np.ndarray) -> float:
+    return float(hits.sum() / of.sum()) if of.any() else float("nan")
+
+
+def _interval(metric: Callable, probabilities: np.ndarray, labels: np.ndarray, resamples: list[np.ndarray]) -> dict:
+    values = np.array([metric(probabilities[i], labels[i]) for i in resamples], dtype=float)
+    values = values[~np.isnan(values)]
+    value = metric(probabilities, labels)
+    if len(values) == 0:
+        return {"value": _json_float(value), "low": None, "high": None}
+    low, high = np.percentile(values, [2.5, 97.5])
+    return {"value": _json_float(value), "low": float(low), "high": float(high)}
+
+
+def _roc_points(scores: np.ndarray, positive: np.ndarray) -> dict[str, list[float]]:
+    if positive.all() or not positive.any():
+        return {"fpr": [], "tpr": []}
+    fpr, tpr, _ = roc_curve(positive, scores)
+    grid = np.linspace(0.0, 1.0, ROC_POINTS)
+    return {"fpr": grid.round(4).tolist(), "tpr": np.interp(grid, fpr, tpr).round(4).tolist()}
+
+
+def _json_float(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)

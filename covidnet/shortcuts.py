@@ -1,0 +1,106 @@
+"""Shortcut and saliency checks: does a model look at the lungs, or at where an image came from?
+
+- Occlusion: accuracy with the central lung area blacked out, and with the top band and corners
+  (where markers and text sit) blacked out. A model that keeps its accuracy without lungs has
+  learned something other than lung disease.
+- Source probe: how well a linear model on the penultimate features tells the data source apart.
+- Saliency sanity (Adebayo et al. 2018): Grad-CAM must change when the model's last stages are
+  re-initialised; a rank correlation near 1 would mean the heatmap ignores what the model learned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from covidnet.backbones import build_model, cam_layer, get_spec
+from covidnet.imaging import Scan
+from covidnet.predict import Predictor
+
+# Fractions of width and height. The lung fields of a frontal radiograph lie roughly inside the
+# central box; markers, text and cropped borders sit in the top band and the corners.
+LUNG_BOX = (0.15, 0.15, 0.85, 0.85)
+TOP_BAND = 0.15
+CORNER = 0.2
+
+
+def mask_lungs(image: Image.Image) -> Image.Image:
+    """``image`` with the central lung area blacked out."""
+    masked = image.copy()
+    w, h = image.size
+    left, top, right, bottom = LUNG_BOX
+    ImageDraw.Draw(masked).rectangle((left * w, top * h, right * w, bottom * h), fill=0)
+    return masked
+
+
+def mask_borders(image: Image.Image) -> Image.Image:
+    """``image`` with the top band and the four corners blacked out."""
+    masked = image.copy()
+    w, h = image.size
+    draw = ImageDraw.Draw(masked)
+    draw.rectangle((0, 0, w, TOP_BAND * h), fill=0)
+    cw, ch = CORNER * w, CORNER * h
+    for x, y in ((0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)):
+        draw.rectangle((x, y, x + cw, y + ch), fill=0)
+    return masked
+
+
+def with_image(scan: Scan, image: Image.Image) -> Scan:
+    return Scan(image=image, name=scan.name, format=scan.format, original_size=scan.original_size)
+
+
+def source_probe(features: np.ndarray, sources: list[str], *, seed: int = 0) -> dict:
+    """5-fold cross-validated accuracy of a logistic regression predicting the source."""
+    names, codes = np.unique(sources, return_inverse=True)
+    majority = float(np.bincount(codes).max() / len(codes))
+    if len(names) < 2:
+        return {"sources": names.tolist(), "accuracy": None, "majority_baseline": majority}
+    folds = min(5, int(np.bincount(codes).min()))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    cv = StratifiedKFold(n_splits=max(folds, 2), shuffle=True, random_state=seed)
+    accuracy = cross_val_score(probe, features, codes, cv=cv).mean()
+    return {"sources": names.tolist(), "accuracy": float(accuracy), "majority_baseline": majority}
+
+
+def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -> dict:
+    """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers
+    from the explained one onwards are re-initialised (cascading randomisation)."""
+    randomised = Predictor(_reinitialised_from_cam_layer(predictor, seed), predictor.card)
+    correlations = []
+    for scan in scans:
+        trained = predictor.analyze(scan).heatmap
+        random_map = randomised.analyze(scan).heatmap
+        rho = spearmanr(trained.ravel(), random_map.ravel()).statistic
+        correlations.append(0.0 if np.isnan(rho) else float(rho))
+    return {
+        "n": len(scans),
+        "median_spearman": float(np.median(correlations)),
+        "max_spearman": float(np.max(correlations)),
+    }
+
+
+def _reinitialised_from_cam_layer(predictor: Predictor, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    fresh = build_model(predictor.backbone)
+    model = build_model(predictor.backbone)
+    model.load_state_dict(predictor.model.state_dict())
+    spec = get_spec(predictor.backbone)
+    names = [name for name, _ in model.named_modules()]
+    start = names.index(_module_name(model, cam_layer(model, spec)))
+    reset = {n for n in names[start:] if n}
+    state = {
+        key: (fresh.state_dict()[key] if any(key.startswith(n + ".") for n in reset) else value)
+        for key, value in model.state_dict().items()
+    }
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from covidnet.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from covidnet.metrics import macro_auc, sensitivity_at_specificity, summarise
+
+
+def one_hot(labels: np.ndarray, confidence: float = 1.0) -> np.ndarray:
+    p = np.full((len(labels), 3), (1 - confidence) / 2)
+    p[np.arange(len(labels)), labels] = confidence
+    return p
+
+
+def test_perfect_predictions_score_perfectly():
+    labels = np.repeat([0, 1, 2], 20)
+    m = summarise(one_hot(labels, 0.9), labels)
+    assert m["accuracy"]["value"] == 1.0 and m["macro_auc"]["value"] == 1.0
+    assert m["per_class"]["covid"]["sensitivity"]["value"] == 1.0
+    assert m["covid_sensitivity_at_95_specificity"]["value"] == 1.0
+    assert np.trace(m["confusion_matrix"]) == 60
+    assert m["ece"] == pytest.approx(0.1)
+
+
+def test_random_scores_give_chance_auc_with_an_interval_around_it():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    m = summarise(rng.dirichlet([1, 1, 1], 600), labels)
+    auc = m["macro_auc"]
+    assert 0.45 < auc["value"] < 0.55 and auc["low"] < auc["value"] < auc["high"]
+    assert auc["high"] - auc["low"] < 0.12
+
+
+def test_sensitivity_at_specificity_reads_the_roc_curve():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    positive = np.array([0, 0, 0, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert sensitivity_at_specificity(scores, positive, 1.0) == 0.75  # above 0.7: three of four
+    assert sensitivity_at_specificity(scores, positive, 0.8) == 1.0
+
+
+def test_a_missing_class_gives_no_auc_rather_than_a_wrong_one():
+    labels = np.array([0, 0, 1, 1])
+    assert not np.isnan(macro_auc(one_hot(labels), labels))
+    m = summarise(one_hot(labels), labels)
+    assert m["per_class"]["pneumonia"]["auc"]["value"] is None
+
+
+def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():
+    torch.manual_seed(0)
+    logits = torch.randn(20000, 3) * 3
+    labels = torch.multinomial(torch.softmax(logits / 2.0, 1), 1).squeeze(1)
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.05)
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    labels = np.array([0] * 8 + [1] * 2)
+    probabilities = np.tile([0.8, 0.1, 0.1], (10, 1))  # 80% confident, 80% right
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.0)
+    bins = reliability_bins(probabilities, labels)
+    assert sum(b["count"] for b in bins) == 10
