@@ -112,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-shortcuts", dest="shortcuts", action="store_false", help="skip shortcut checks")
     evaluate.add_argument("--out", type=Path, required=True, help="report JSON to write")
     evaluate.set_defaults(run=_run_evaluate)
+
+    card = commands.add_parser("model-card", help="generate docs/model_card.md and the README table from the reports")
+    card.add_argument("--reports", type=Path, default=default_weights_dir() / "reports")
+    card.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    card.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    card.add_argument("--out", type=Path, default=Path("docs/model_card.md"))
+    card.add_argument("--readme", type=Path, default=Path("README.md"))
+    card.set_defaults(run=_run_model_card)
     return parser
 
 
@@ -193,6 +201,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         auc, acc = metrics["macro_auc"], metrics["accuracy"]
         print(f"{name:<12} n={report['n']}  macro AUC {_fmt(auc)}  accuracy {_fmt(acc)}")
     print(f"unreadable: {report['unreadable']['count']}; report: {args.out}")
+    return EXIT_OK
+
+
+def _run_model_card(args: argparse.Namespace) -> int:
+    from covidnet.modelcard import write_model_card
+
+    weights = args.weights_dir or default_weights_dir()
+    write_model_card(args.reports, weights, args.data / "metadata.csv", args.split_file, args.out, args.readme)
+    print(f"wrote {args.out} and the results table in {args.readme}")
     return EXIT_OK
 
 

@@ -1,0 +1,250 @@
+"""The model card: ``docs/model_card.md`` and the README's results table, generated from the
+evaluation reports, the checkpoints' cards and the data's metadata. Never written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from covidnet.cards import ModelCard, read_card, write_card
+from covidnet.checkpoints import checkpoint_paths
+from covidnet.classes import CLASSES, display_name
+from covidnet.data import read_metadata
+from covidnet.splits import SPLITS, read_split_file
+
+REPORTS = {"internal_test": "Internal test (patient-level split)", "external": "External source (never trained on)"}
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
+# Accuracy this close to chance with the lungs hidden means the model needs the lungs.
+SHORTCUT_MARGIN = 0.15
+
+
+def load_reports(folder: Path) -> dict[str, dict]:
+    """The evaluation reports in ``folder`` that exist, by name (see ``REPORTS``)."""
+    return {
+        name: json.loads((folder / f"{name}.json").read_text())
+        for name in REPORTS
+        if (folder / f"{name}.json").exists()
+    }
+
+
+def results_table(reports: dict[str, dict]) -> str:
+    """A Markdown table: one row per model and data set, with 95% intervals."""
+    lines = [
+        "| data | model | n | macro AUC | accuracy | COVID-19 sensitivity | COVID-19 specificity "
+        "| COVID-19 sens. at 95% spec. | ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, report in reports.items():
+        models = {**report["backbones"], "ensemble": report["ensemble"]}
+        for model, m in models.items():
+            covid = m["per_class"]["covid"]
+            ece = m["ece"]["after_temperature"] if isinstance(m["ece"], dict) else m["ece"]
+            lines.append(
+                f"| {REPORTS[name]} | {model} | {m['n']} | {_ci(m['macro_auc'])} | {_ci(m['accuracy'])} | "
+                f"{_ci(covid['sensitivity'])} | {_ci(covid['specificity'])} | "
+                f"{_ci(m['covid_sensitivity_at_95_specificity'])} | {ece:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def shortcut_table(reports: dict[str, dict]) -> str:
+    lines = [
+        "| data | model | accuracy | lungs masked | top & corners masked | majority class | source probe (majority) "
+        "| Grad-CAM vs randomised (median Spearman) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, report in reports.items():
+        for model, m in report["backbones"].items():
+            s = m.get("shortcuts")
+            if not s:
+                continue
+            probe = s["source_probe"]
+            probe_text = (
+                "n/a (one source)"
+                if probe["accuracy"] is None
+                else f"{probe['accuracy']:.3f} ({probe['majority_baseline']:.3f})"
+            )
+            lines.append(
+                f"| {REPORTS[name]} | {model} | {s['accuracy']:.3f} | {s['accuracy_lungs_masked']:.3f} | "
+                f"{s['accuracy_top_and_corners_masked']:.3f} | {s['majority_class_accuracy']:.3f} | {probe_text} | "
+                f"{s['saliency_sanity']['median_spearman']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def shortcut_findings(reports: dict[str, dict]) -> list[str]:
+    """Plain sentences on what the shortcut checks found."""
+    findings = []
+    for name, report in reports.items():
+        for model, m in report["backbones"].items():
+            s = m.get("shortcuts")
+            if not s:
+                continue
+            if s["accuracy_lungs_masked"] > s["majority_class_accuracy"] + SHORTCUT_MARGIN:
+                findings.append(
+                    f"**{model}, {REPORTS[name].lower()}: it still reaches {s['accuracy_lungs_masked']:.0%} accuracy "
+                    f"with the lungs blacked out** (majority class: {s['majority_class_accuracy']:.0%}). "
+                    "It has learned cues outside the lungs (patient age and body size, positioning, "
+                    "source-specific image traits): part of its accuracy is a shortcut, not lung disease."
+                )
+            probe = s["source_probe"]
+            if probe["accuracy"] is not None and probe["accuracy"] > probe["majority_baseline"] + SHORTCUT_MARGIN:
+                findings.append(
+                    f"{model}, {REPORTS[name].lower()}: a linear probe on its features tells the data source apart "
+                    f"with {probe['accuracy']:.0%} accuracy (majority {probe['majority_baseline']:.0%}): the features "
+                    "encode where an image came from."
+                )
+    return findings
+
+
+def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
+    """Provenance (source, dataset, licence, counts) and split counts, in Markdown."""
+    records = read_metadata(metadata_csv)
+    assigned = read_split_file(split_file)
+    provenance = Counter((r.source, r.dataset, r.license or "not stated", r.label) for r in records)
+    rows = sorted({(s, d, lic) for s, d, lic, _ in provenance})
+    source_lines = [
+        "| source repository | original dataset | licence as stated | COVID-19 | Normal | Pneumonia |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s, d, lic in rows:
+        counts = " | ".join(str(provenance[(s, d, lic, c)]) for c in CLASSES)
+        source_lines.append(f"| {s} | {d} | {lic} | {counts} |")
+    splits = Counter((assigned[r.sha256][1], r.label) for r in records)
+    split_lines = ["| split | COVID-19 | Normal | Pneumonia | total |", "|---|---|---|---|---|"]
+    for name in SPLITS:
+        counts = [splits[(name, c)] for c in CLASSES]
+        split_lines.append(f"| {name} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    return "\n".join(source_lines), "\n".join(split_lines)
+
+
+def model_table(cards: list[ModelCard]) -> str:
+    lines = [
+        "| backbone | initialisation | input | parameters | file | epochs (best) | training time | temperature |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for card in cards:
+        t = card.training
+        lines.append(
+            f"| {card.backbone} | {card.init} | {card.input_size}px | {card.parameters / 1e6:.1f} M | "
+            f"{card.size_bytes / 2**20:.1f} MB {card.dtype} | {len(t.get('history', []))} ({t.get('best_epoch')}) | "
+            f"{t.get('seconds', 0) / 60:.0f} min | {card.temperature:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def record_in_cards(reports: dict[str, dict], weights_dir: Path) -> None:
+    """Write each backbone's headline test metrics into its card (the .pt is untouched)."""
+    for name, report in reports.items():
+        for backbone, m in report["backbones"].items():
+            _, card_path = checkpoint_paths(backbone, weights_dir)
+            card = read_card(card_path)
+            if card.sha256 != m["weights_sha256"]:
+                continue  # the report measured other weights
+            headline = {
+                "data": report["data"],
+                "n": m["n"],
+                "macro_auc": m["macro_auc"],
+                "accuracy": m["accuracy"],
+                "covid_sensitivity": m["per_class"]["covid"]["sensitivity"],
+                "covid_specificity": m["per_class"]["covid"]["specificity"],
+                "ece": m["ece"],
+            }
+            write_card(
+                ModelCard.from_dict({**json.loads(card.to_json()), "metrics": {**card.metrics, name: headline}}),
+                card_path,
+            )
+
+
+def write_readme_results(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    block = f"{RESULTS_START}\n{table}\n{RESULTS_END}"
+    pattern = re.compile(re.escape(RESULTS_START) + ".*?" + re.escape(RESULTS_END), re.S)
+    readme.write_text(pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n")
+
+
+def _ci(metric: dict) -> str:
+    if metric["value"] is None:
+        return "n/a"
+    return f"{metric['value']:.3f} ({metric['low']:.3f}–{metric['high']:.3f})"
+
+
+def render(reports: dict[str, dict], cards: list[ModelCard], metadata_csv: Path, split_file: Path) -> str:
+    """The whole model card in Markdown."""
+    provenance, split_counts = data_tables(metadata_csv, split_file)
+    findings = shortcut_findings(reports) or ["No backbone kept its accuracy with the lungs hidden."]
+    classes = ", ".join(display_name(c) for c in CLASSES)
+    return f"""# CovidNet model card
+
+*Generated by `covidnet model-card` from `weights/reports/*.json`, the checkpoints' cards and the
+data's metadata. Do not edit by hand.*
+
+## Intended use
+Research and teaching: showing how CNNs classify chest X-rays ({classes}) and where such models fail.
+**Not for clinical use.** CovidNet is not a medical device; it must not be used to diagnose, treat or triage
+anyone. Its inputs should be frontal (PA/AP) chest radiographs; anything else is out of scope.
+
+## Models
+All shipped backbones were **trained from scratch** (no ImageNet or radiology pretraining was available on
+the training machine) on the training split below, with early stopping on validation macro AUC and
+temperature scaling fitted on the validation split.
+
+{model_table(cards)}
+
+## Data
+8,188 de-duplicated public chest X-rays from six GitHub repositories (`../shared/data/cxr`, see its README).
+
+{provenance}
+
+Splits: images are grouped by patient and by near-duplicate (64-bit perceptual hash ≤ 4 bits apart); a group
+never straddles two splits. One whole source (ieee8023 via GeneralBlockchain) is held out as the external
+test set; images from other sources that duplicate or share a patient with it are excluded from training.
+The rest is split 70/15/15, stratified by class and source, with a fixed seed (`weights/split.csv`).
+
+{split_counts}
+
+## Results
+95% bootstrap intervals in brackets (1,000 resamples). The ensemble averages the backbones' calibrated
+probabilities. ECE is after temperature scaling.
+
+{results_table(reports)}
+
+## Shortcut checks
+Accuracy with the central lung area blacked out and with the top 15% and the corners blacked out; a linear
+probe's 5-fold accuracy at telling the data source from the penultimate features; and the median Spearman rank
+correlation between Grad-CAM of the trained model and of the same model with its layers from the explained one
+onwards re-initialised (Adebayo et al. 2018: near 1 would mean the heatmap ignores what the model learned).
+
+{shortcut_table(reports)}
+
+{chr(10).join("- " + f for f in findings)}
+
+## Known failure modes and confounds
+- **Pneumonia is about 86% paediatric** (Kermany, one hospital in Guangzhou) while COVID-19 is adult: a model can
+  learn "child → pneumonia or normal, adult with opacities → COVID-19". Adult pneumonia is mostly NIH ChestX-ray8
+  images with text-mined (noisy) labels.
+- Several sources were stored at 299×299 or 224×224 and upscaled, so sharpness and aspect ratio differ by
+  source; the source probe above measures how much of this the features carry.
+- The external source has only 11 normal images: its normal-class metrics are very uncertain.
+- Images from papers and social media (ieee8023, COVID-CXNet) may carry arrows, text and crops.
+- Out of scope: lateral views, CT, paediatric COVID-19, other diseases. The app warns about inputs that do not
+  look like chest X-rays, but cannot catch every one.
+"""
+
+
+def write_model_card(
+    reports_dir: Path, weights_dir: Path, metadata_csv: Path, split_file: Path, out: Path, readme: Path | None
+) -> str:
+    """Generate ``out`` (and the README's results table) from the reports; return the Markdown."""
+    reports = load_reports(reports_dir)
+    record_in_cards(reports, weights_dir)
+    cards = [read_card(p) for p in sorted(weights_dir.glob("*.json"))]
+    markdown = render(reports, cards, metadata_csv, split_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    if readme is not None:
+        write_readme_results(readme, results_table(reports))
+    return markdown
