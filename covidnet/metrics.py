@@ -49,7 +49,26 @@ def summarise(probabilities: np.ndarray, labels: np.ndarray, *, seed: int = 0) -
         "roc": {name: _roc_points(probabilities[:, k], labels == k) for k, name in enumerate(CLASSES)},
         "ece": expected_calibration_error(probabilities, labels),
         "reliability": reliability_bins(probabilities, labels),
+        "selective": selective_accuracy(probabilities, labels),
     }
+
+
+def selective_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
+    """For top-probability thresholds 0.35…0.95: the share of images at or above each, and their accuracy."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    rows = []
+    for threshold in np.arange(0.35, 0.951, 0.05).round(2):
+        kept = confidence >= threshold
+        accuracy = float(correct[kept].mean()) if kept.any() else None
+        rows.append({"threshold": float(threshold), "coverage": float(kept.mean()), "accuracy": accuracy})
+    return rows
+
+
+def uncertainty_threshold(selective: list[dict], *, target_accuracy: float = 0.95, floor: float = 0.5) -> float:
+    """The lowest top-probability threshold above which ``target_accuracy`` holds (never below ``floor``:
+    a top class under 50% is a plurality, not a majority)."""
+    meeting = [r["threshold"] for r in selective if r["accuracy"] is not None and r["accuracy"] >= target_accuracy]
+    return max(floor, min(meeting)) if meeting else max(r["threshold"] for r in selective)
 
 
 def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:

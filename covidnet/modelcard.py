@@ -13,9 +13,11 @@ from covidnet.cards import ModelCard, read_card, write_card
 from covidnet.checkpoints import checkpoint_paths
 from covidnet.classes import CLASSES, display_name
 from covidnet.data import read_metadata
+from covidnet.metrics import uncertainty_threshold
 from covidnet.splits import SPLITS, read_split_file
 
 REPORTS = {"internal_test": "Internal test (patient-level split)", "external": "External source (never trained on)"}
+VALIDATION_REPORT = "validation"  # used for the app's "uncertain" threshold only
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 # Accuracy this close to chance with the lungs hidden means the model needs the lungs.
 SHORTCUT_MARGIN = 0.15
@@ -137,13 +139,18 @@ def model_table(cards: list[ModelCard]) -> str:
 
 
 def record_in_cards(reports: dict[str, dict], weights_dir: Path) -> None:
-    """Write each backbone's headline test metrics into its card (the .pt is untouched)."""
+    """Write each backbone's headline test metrics, and the "uncertain" threshold chosen on the
+    validation report, into its card (the .pt is untouched)."""
     for name, report in reports.items():
         for backbone, m in report["backbones"].items():
             _, card_path = checkpoint_paths(backbone, weights_dir)
             card = read_card(card_path)
             if card.sha256 != m["weights_sha256"]:
                 continue  # the report measured other weights
+            if name == VALIDATION_REPORT:
+                threshold = uncertainty_threshold(m["selective"])
+                _update_card_metrics(card_path, card, {"uncertain_below": threshold})
+                continue
             headline = {
                 "data": report["data"],
                 "n": m["n"],
@@ -153,10 +160,11 @@ def record_in_cards(reports: dict[str, dict], weights_dir: Path) -> None:
                 "covid_specificity": m["per_class"]["covid"]["specificity"],
                 "ece": m["ece"],
             }
-            write_card(
-                ModelCard.from_dict({**json.loads(card.to_json()), "metrics": {**card.metrics, name: headline}}),
-                card_path,
-            )
+            _update_card_metrics(card_path, card, {name: headline})
+
+
+def _update_card_metrics(card_path: Path, card: ModelCard, metrics: dict) -> None:
+    write_card(ModelCard.from_dict({**json.loads(card.to_json()), "metrics": {**card.metrics, **metrics}}), card_path)
 
 
 def write_readme_results(readme: Path, table: str) -> None:
@@ -239,8 +247,9 @@ def write_model_card(
     reports_dir: Path, weights_dir: Path, metadata_csv: Path, split_file: Path, out: Path, readme: Path | None
 ) -> str:
     """Generate ``out`` (and the README's results table) from the reports; return the Markdown."""
-    reports = load_reports(reports_dir)
-    record_in_cards(reports, weights_dir)
+    everything = load_reports(reports_dir)
+    record_in_cards(everything, weights_dir)
+    reports = {name: report for name, report in everything.items() if name in REPORTS}
     cards = [read_card(p) for p in sorted(weights_dir.glob("*.json"))]
     markdown = render(reports, cards, metadata_csv, split_file)
     out.parent.mkdir(parents=True, exist_ok=True)
