@@ -1,0 +1,96 @@
+"""Streamlit helpers shared by the app's pages: the only covidnet module that imports streamlit.
+
+Models are cached once per process (``st.cache_resource``) and shared by every browser session;
+analyses are cached per (file hash, backbone, CAM method, target) with a bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import streamlit as st
+
+import covidnet
+from covidnet.predict import Analysis
+from covidnet.samples import Sample, samples
+
+DISCLAIMER = (
+    "**Research and teaching demo — not a medical device.** CovidNet must not be used to diagnose, treat or "
+    "triage anyone. Its numbers come from models trained on public data sets with known biases."
+)
+UPLOAD_HELP = "PNG, JPEG, BMP, TIFF, GIF, WebP or DICOM. Files stay in memory and are never stored."
+ANALYSIS_CACHE_ENTRIES = 64
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def shared_model(name: str) -> covidnet.Predictor:
+    """One model per backbone for the whole process, loaded on first use."""
+    return covidnet.load(name)
+
+
+@st.cache_resource
+def trained() -> list[str]:
+    """The backbones with verified weights."""
+    return covidnet.trained_backbones()
+
+
+@st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, show_spinner=False)
+def analysis(file_hash: str, backbone: str, cam: str, target: str | None, _data: bytes, _name: str) -> Analysis:
+    """The analysis of one file by one backbone (cached by file hash, not by contents)."""
+    return shared_model(backbone).analyze(covidnet.read_scan(_data, name=_name), cam=cam, target=target)
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def disclaimer() -> None:
+    st.caption(DISCLAIMER)
+
+
+def require_trained() -> list[str]:
+    """The trained backbones, or a plain message and a stop when there are none."""
+    names = trained()
+    if not names:
+        st.info(
+            "No trained weights are installed, so CovidNet has nothing meaningful to show. "
+            "Train a model with `covidnet train --backbone resnet18`."
+        )
+        st.stop()
+    return names
+
+
+def scan_input(key: str) -> tuple[bytes, str] | None:
+    """An uploaded file or a chosen sample, as (bytes, name)."""
+    upload = st.file_uploader("Drop a chest X-ray here", help=UPLOAD_HELP, key=f"{key}-upload")
+    if upload is not None:
+        return upload.getvalue(), upload.name
+    choices = {f"{covidnet.display_name(s.label)} — {s.dataset} ({s.file})": s for s in samples()}
+    picked = st.selectbox("…or try a sample scan", ["—", *choices], key=f"{key}-sample")
+    if picked == "—":
+        return None
+    sample: Sample = choices[picked]
+    st.caption(
+        f"Sample from the {sample.split} split, labelled {covidnet.display_name(sample.label)}. {sample.attribution}."
+    )
+    return sample.path.read_bytes(), sample.file
+
+
+def report_json(name: str, result: Analysis, card: covidnet.ModelCard) -> str:
+    """The downloadable JSON report of one analysis."""
+    return json.dumps(
+        {
+            "file": name,
+            "backbone": result.backbone,
+            "weights_sha256": card.sha256,
+            "probabilities": result.probabilities,
+            "prediction": result.prediction,
+            "cam": result.cam,
+            "heatmap_target": result.target,
+            "warnings": result.warnings,
+            "app_version": covidnet.__version__,
+            "disclaimer": DISCLAIMER.replace("**", ""),
+        },
+        indent=2,
+    )

@@ -1,0 +1,81 @@
+"""Analyse one scan: calibrated probabilities and a Grad-CAM heatmap from one backbone."""
+
+import io
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import covidnet
+from covidnet import ui
+from covidnet.explain import overlay
+
+st.title("Analyse a chest X-ray")
+ui.disclaimer()
+names = ui.require_trained()
+
+with st.sidebar:
+    backbone = st.selectbox("Backbone", names)
+    cam = st.selectbox("Heatmap method", covidnet.cam_methods())
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05)
+    targets = {"The prediction": None} | {covidnet.display_name(c): c for c in covidnet.CLASSES}
+    target = targets[st.selectbox("Heatmap explains", list(targets))]
+
+chosen = ui.scan_input("analyse")
+if chosen is None:
+    st.stop()
+data, name = chosen
+try:
+    with st.spinner("Analysing…"):
+        scan = covidnet.read_scan(data, name=name)
+        result = ui.analysis(ui.file_hash(data), backbone, cam, target, data, name)
+except covidnet.CovidNetError as error:
+    st.error(str(error))
+    st.stop()
+
+card = ui.shared_model(backbone).card
+top = result.probabilities[result.prediction]
+threshold = card.metrics.get("uncertain_below")
+if threshold is not None and top < threshold:
+    st.warning(
+        f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {top:.0%}. "
+        f"Below {threshold:.0%} this model was less than 95% accurate on its validation split."
+    )
+else:
+    st.subheader(f"{covidnet.display_name(result.prediction)} — {top:.0%}")
+for warning in result.warnings:
+    st.warning(warning["message"])
+
+left, right = st.columns(2)
+left.image(
+    scan.image, caption=f"{name} ({scan.original_size[0]}×{scan.original_size[1]} {scan.format})", width="stretch"
+)
+drawn = overlay(scan.image, result.heatmap, opacity=opacity)
+right.image(drawn, caption=f"{cam} for {covidnet.display_name(result.target)} ({backbone})", width="stretch")
+
+labels = [covidnet.display_name(c) for c in result.probabilities]
+figure = go.Figure(go.Bar(x=list(result.probabilities.values()), y=labels, orientation="h", texttemplate="%{x:.1%}"))
+figure.update_layout(
+    xaxis={"range": [0, 1], "tickformat": ".0%"},
+    height=220,
+    margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    title="Calibrated probabilities",
+)
+st.plotly_chart(figure, width="stretch")
+st.caption(f"Computed in {result.seconds:.2f} s. Temperature {card.temperature:.2f} (fitted on validation).")
+
+if scan.dicom_tags:
+    st.markdown("**DICOM tags for reading** (patient data is never shown)")
+    st.table({"tag": list(scan.dicom_tags), "value": list(scan.dicom_tags.values())})
+
+png = io.BytesIO()
+drawn.save(png, format="PNG")
+download_png, download_json = st.columns(2)
+download_png.download_button(
+    "Download heatmap (PNG)", png.getvalue(), file_name=f"{name}.{backbone}.{cam}.png", mime="image/png"
+)
+download_json.download_button(
+    "Download report (JSON)",
+    ui.report_json(name, result, card),
+    file_name=f"{name}.{backbone}.json",
+    mime="application/json",
+)

@@ -1,0 +1,48 @@
+"""Compare backbones: one scan, every trained backbone side by side, and their ensemble."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import covidnet
+from covidnet import ui
+
+st.title("Compare backbones")
+ui.disclaimer()
+names = ui.require_trained()
+cam = st.sidebar.selectbox("Heatmap method", covidnet.cam_methods())
+
+chosen = ui.scan_input("compare")
+if chosen is None:
+    st.stop()
+data, name = chosen
+try:
+    with st.spinner(f"Running {len(names)} backbones…"):
+        results = {b: ui.analysis(ui.file_hash(data), b, cam, None, data, name) for b in names}
+except covidnet.CovidNetError as error:
+    st.error(str(error))
+    st.stop()
+
+ensemble = {c: sum(r.probabilities[c] for r in results.values()) / len(results) for c in covidnet.CLASSES}
+predictions = {r.prediction for r in results.values()}
+covid = [r.probabilities["covid"] for r in results.values()]
+best = max(ensemble, key=ensemble.get)
+summary = "All backbones agree" if len(predictions) == 1 else "The backbones disagree"
+st.subheader(f"Ensemble: {covidnet.display_name(best)} — {ensemble[best]:.0%}")
+st.markdown(
+    f"{summary} ({', '.join(f'{b}: {covidnet.display_name(r.prediction)}' for b, r in results.items())}). "
+    f"COVID-19 probability ranges from {min(covid):.0%} to {max(covid):.0%} (spread {max(covid) - min(covid):.0%})."
+)
+for warning in next(iter(results.values())).warnings:
+    st.warning(warning["message"])
+
+labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
+for column, (backbone, result) in zip(st.columns(len(results)), results.items(), strict=True):
+    with column:
+        st.markdown(f"**{backbone}** — {covidnet.display_name(result.prediction)}")
+        st.image(result.overlay, caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
+        figure = go.Figure(go.Bar(x=labels, y=list(result.probabilities.values()), texttemplate="%{y:.0%}"))
+        figure.update_layout(
+            yaxis={"range": [0, 1], "tickformat": ".0%"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}
+        )
+        st.plotly_chart(figure, width="stretch", key=f"bars-{backbone}")
+        st.caption(f"{result.seconds:.2f} s")

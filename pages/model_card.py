@@ -1,0 +1,87 @@
+"""Model card: the measured results, rendered from the evaluation reports shipped in weights/reports."""
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import covidnet
+from covidnet import ui
+from covidnet.checkpoints import default_weights_dir
+from covidnet.modelcard import REPORTS, load_reports, results_table, shortcut_findings, shortcut_table
+
+st.title("Model card")
+ui.disclaimer()
+reports = {n: r for n, r in load_reports(default_weights_dir() / "reports").items() if n in REPORTS}
+if not ui.trained() or not reports:
+    st.info("No trained and evaluated models are installed yet, so there are no measured results to show.")
+    st.stop()
+
+st.markdown(
+    "Every number here was measured by `covidnet evaluate` on the data named, with 95% bootstrap intervals. "
+    "All models were trained from scratch on public data with known confounds: read the findings below."
+)
+st.markdown(results_table(reports))
+
+labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
+models = [*next(iter(reports.values()))["backbones"], "ensemble"]
+model = st.selectbox("Charts for", models)
+columns = st.columns(len(reports))
+for column, (name, report) in zip(columns, reports.items(), strict=True):
+    m = report["ensemble"] if model == "ensemble" else report["backbones"][model]
+    with column:
+        st.subheader(REPORTS[name])
+        st.caption(f"{report['data']} — n = {m['n']}")
+        matrix = go.Figure(
+            go.Heatmap(
+                z=m["confusion_matrix"], x=labels, y=labels, colorscale="Blues", texttemplate="%{z}", showscale=False
+            )
+        )
+        matrix.update_layout(
+            title="Confusion matrix",
+            xaxis_title="predicted",
+            yaxis_title="true",
+            height=320,
+            yaxis={"autorange": "reversed"},
+            margin={"t": 40, "b": 10},
+        )
+        st.plotly_chart(matrix, width="stretch", key=f"cm-{name}")
+        roc = go.Figure()
+        for c, label in zip(covidnet.CLASSES, labels, strict=True):
+            if m["roc"][c]["fpr"]:
+                roc.add_scatter(x=m["roc"][c]["fpr"], y=m["roc"][c]["tpr"], name=label, mode="lines")
+        roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, showlegend=False)
+        roc.update_layout(
+            title="ROC (one vs rest)",
+            xaxis_title="1 − specificity",
+            yaxis_title="sensitivity",
+            height=320,
+            margin={"t": 40, "b": 10},
+        )
+        st.plotly_chart(roc, width="stretch", key=f"roc-{name}")
+        bins = [b for b in m["reliability"] if b["count"]]
+        reliability = go.Figure()
+        reliability.add_bar(
+            x=[(b["low"] + b["high"]) / 2 for b in bins], y=[b["accuracy"] for b in bins], width=0.09, name="accuracy"
+        )
+        reliability.add_scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect calibration"
+        )
+        reliability.update_layout(
+            title="Reliability (calibrated)",
+            xaxis_title="confidence",
+            yaxis_title="accuracy",
+            height=320,
+            margin={"t": 40, "b": 10},
+        )
+        st.plotly_chart(reliability, width="stretch", key=f"rel-{name}")
+
+st.header("Shortcut checks")
+st.markdown(shortcut_table(reports))
+for finding in shortcut_findings(reports):
+    st.markdown(f"- {finding}")
+
+card_text = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
+if card_text.exists():
+    with st.expander("The full model card (data provenance, licences, splits, failure modes)"):
+        st.markdown(card_text.read_text())

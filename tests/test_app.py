@@ -1,0 +1,140 @@
+"""The Streamlit app, every page, through streamlit.testing.v1.AppTest with real uploads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import covidnet
+from covidnet.metrics import summarise
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]
+TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def with_weights(weights_dir, monkeypatch):
+    monkeypatch.setenv("COVIDNET_WEIGHTS", str(weights_dir))
+    return weights_dir
+
+
+def page(path: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if path != PAGES[0]:
+        at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    mime = "application/octet-stream"
+    at.file_uploader[0].set_value([(n, d, mime) for n, d in files] if len(files) > 1 else (*files[0], mime))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "subheader", "warning", "error", "info", "caption") for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_says_plainly_when_no_weights_are_installed(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("COVIDNET_WEIGHTS", str(tmp_path))
+    at = page(path)
+    assert "not a medical device" in texts(at)
+    if path != "pages/about.py":
+        assert at.info and ("No trained" in at.info[0].value or "no measured results" in at.info[0].value)
+
+
+@pytest.mark.slow
+def test_analyse_shows_probabilities_and_heatmap_for_an_upload(with_weights, real_scans):
+    at = upload(page(PAGES[0]), (real_scans[0].name, real_scans[0].read_bytes()))
+    shown = texts(at)
+    assert any(covidnet.display_name(c) in shown for c in covidnet.CLASSES)
+    assert len(at.get("image")) == 2 and len(at.get("plotly_chart")) == 1
+    assert len(at.get("download_button")) == 2
+    at.sidebar.selectbox[0].set_value("densenet121").run()
+    at.sidebar.selectbox[1].set_value("layercam").run()
+    at.sidebar.selectbox[2].set_value("Pneumonia").run()
+    assert not at.exception
+    assert at.get("image")[1].captions == ["layercam for Pneumonia (densenet121)"]
+
+
+def test_analyse_shows_a_clear_error_for_a_file_that_is_not_a_scan(with_weights):
+    at = upload(page(PAGES[0]), ("notes.png", b"hello, this is text"))
+    assert at.error and "not an image or DICOM file" in at.error[0].value
+
+
+def test_a_bundled_sample_can_be_analysed_with_one_click(with_weights):
+    at = page(PAGES[0])
+    at.selectbox(key="analyse-sample").set_value(at.selectbox(key="analyse-sample").options[1]).run()
+    assert not at.exception
+    assert "Sample from the" in texts(at) and len(at.get("plotly_chart")) == 1
+
+
+@pytest.mark.slow
+def test_compare_runs_every_backbone_side_by_side(with_weights, real_scans):
+    at = upload(page(PAGES[1]), (real_scans[2].name, real_scans[2].read_bytes()))
+    shown = texts(at)
+    assert "Ensemble:" in shown and ("agree" in shown)
+    assert len(at.get("plotly_chart")) == len(covidnet.backbones())
+    for name in covidnet.backbones():
+        assert f"**{name}**" in shown
+
+
+def test_batch_gives_one_row_per_scan_and_backbone_and_keeps_going_past_errors(with_weights, real_scans):
+    files = [(p.name, p.read_bytes()) for p in real_scans[:2]] + [("broken.jpg", b"\xff\xd8 nope")]
+    at = upload(page(PAGES[2]), *files)
+    table = at.dataframe[0].value
+    assert len(table) == 2 * len(covidnet.backbones()) + 1
+    assert table["error"].notna().sum() == 1
+    assert len(at.get("download_button")) == 1
+
+
+def test_model_card_renders_reports_with_charts(with_weights):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 90)
+    probabilities = np.eye(3)[labels] * 0.6 + rng.dirichlet([1, 1, 1], 90) * 0.4
+    metrics = summarise(probabilities, labels)
+    metrics["ece"] = {"before_temperature": 0.1, "after_temperature": metrics["ece"]}
+    metrics["shortcuts"] = {
+        "accuracy": 0.9, "accuracy_lungs_masked": 0.8, "accuracy_top_and_corners_masked": 0.88,
+        "majority_class_accuracy": 0.4, "source_probe": {"accuracy": 0.9, "majority_baseline": 0.5, "sources": []},
+        "saliency_sanity": {"median_spearman": 0.1, "max_spearman": 0.3, "n": 4},
+    }  # fmt: skip
+    report = {
+        "data": "synthetic",
+        "n": 90,
+        "backbones": {"resnet18": metrics},
+        "ensemble": summarise(probabilities, labels),
+    }
+    (with_weights / "reports").mkdir(exist_ok=True)
+    for name in ("internal_test", "external"):
+        (with_weights / "reports" / f"{name}.json").write_text(json.dumps(report))
+    try:
+        at = page(PAGES[3])
+        assert len(at.get("plotly_chart")) == 6
+        assert "with the lungs blacked out" in texts(at)
+        at.selectbox[0].set_value("ensemble").run()
+        assert not at.exception
+    finally:
+        for name in ("internal_test", "external"):
+            (with_weights / "reports" / f"{name}.json").unlink()
