@@ -35,10 +35,13 @@ except covidnet.CovidNetError as error:
 card = ui.shared_model(backbone).card
 top = result.probabilities[result.prediction]
 threshold = card.metrics.get("uncertain_below")
-if threshold is not None and top < threshold:
+basis = "this model was less than 95% accurate on its validation split"
+if threshold is None:
+    threshold, basis = 0.5, "no class has a majority (no validation threshold is recorded for these weights)"
+if top < threshold:
     st.warning(
         f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {top:.0%}. "
-        f"Below {threshold:.0%} this model was less than 95% accurate on its validation split."
+        f"Below {threshold:.0%} {basis}."
     )
 else:
     st.subheader(f"{covidnet.display_name(result.prediction)} — {top:.0%}")
