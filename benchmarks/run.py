@@ -1,0 +1,208 @@
+"""CovidNet's CPU benchmarks: `python benchmarks/run.py [--out benchmarks/results.json]`.
+
+Medians over repeated runs after a warm-up; every ratio is against a baseline measured in the same run:
+- per backbone: ``predict`` and ``analyze`` on one scan next to one plain forward and one forward+backward of
+  the same torchvision network at the same input size;
+- the Compare page's work (every backbone on one scan);
+- ``covidnet predict`` throughput over 100 scans, with and without heatmaps;
+- cold start (process start → first analysis) and the RSS that loading every backbone adds;
+- the "seed-style" request of typical demos (model loaded per request, one pass for the probabilities and
+  another for Grad-CAM) against ours.
+
+Uses the trained weights in weights/ (or $COVIDNET_WEIGHTS); with none, seeded random weights of the
+registry's input sizes, which time the same computation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+import covidnet
+from covidnet.backbones import build_model, cam_layer, get_spec
+from covidnet.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
+from covidnet.preprocessing import build_transform
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cxr"
+REPEATS, WARMUP = 10, 2
+
+
+def median_seconds(work, repeats: int = REPEATS, warmup: int = WARMUP) -> float:
+    for _ in range(warmup):
+        work()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def weights_folder() -> tuple[Path, str]:
+    trained = covidnet.trained_backbones()
+    if trained:
+        return default_weights_dir(), "trained weights in " + str(default_weights_dir())
+    folder = Path(tempfile.mkdtemp(prefix="covidnet-bench-"))
+    for name in covidnet.backbones():
+        torch.manual_seed(0)
+        save_checkpoint(build_model(name), backbone=name, input_size=get_spec(name).input_size, out_dir=folder)
+    return folder, "seeded random weights (no trained weights installed)"
+
+
+def scans(count: int) -> list[Path]:
+    paths = sorted((DATA / "images").rglob("*.jpg"))
+    if not paths:
+        sys.exit(f"benchmarks need the shared chest X-rays at {DATA}")
+    step = max(1, len(paths) // count)
+    return paths[::step][:count]
+
+
+def per_backbone(weights: Path, scan_path: Path) -> dict:
+    scan = covidnet.read_scan(scan_path)
+    rows = {}
+    for name in covidnet.backbones():
+        model = covidnet.load(name, weights_dir=weights)
+        plain = build_model(name).eval()
+        plain.load_state_dict(model.model.state_dict())
+        x = build_transform(model.card)(scan.image).unsqueeze(0)
+
+        def forward(plain=plain, x=x):
+            with torch.no_grad():
+                plain(x)
+
+        def forward_backward(plain=plain, x=x):
+            plain.zero_grad()
+            plain(x)[0, 0].backward()
+
+        row = {
+            "input_size": model.card.input_size,
+            "forward": median_seconds(forward),
+            "forward_backward": median_seconds(forward_backward),
+            "predict": median_seconds(lambda m=model: m.predict(scan)),
+            "analyze": median_seconds(lambda m=model: m.analyze(scan)),
+            "seed_style_request": median_seconds(lambda n=name: seed_style_request(n, weights, scan_path), repeats=5),
+        }
+        row["predict_over_forward"] = row["predict"] / row["forward"]
+        row["analyze_over_forward_backward"] = row["analyze"] / row["forward_backward"]
+        row["speedup_over_seed_style"] = row["seed_style_request"] / row["analyze"]
+        rows[name] = row
+    return rows
+
+
+def seed_style_request(name: str, weights: Path, scan_path: Path) -> None:
+    """What hobby demos do per request: rebuild and load the model, one pass for the probabilities, a
+    second pass for Grad-CAM."""
+    pt_path, _ = checkpoint_paths(name, weights)
+    card = covidnet.load(name, weights_dir=weights).card
+    model = build_model(name)
+    model.load_state_dict(torch.load(pt_path, map_location="cpu", weights_only=True))
+    model.eval()
+    x = build_transform(card)(covidnet.read_scan(scan_path).image).unsqueeze(0)
+    with torch.no_grad():
+        probabilities = torch.softmax(model(x), 1)
+    target = [ClassifierOutputTarget(int(probabilities.argmax()))]
+    with GradCAM(model, [cam_layer(model, get_spec(name))]) as cam:
+        cam(input_tensor=x, targets=target)
+
+
+def compare_page(weights: Path, scan_path: Path) -> dict:
+    scan = covidnet.read_scan(scan_path)
+    models = [covidnet.load(name, weights_dir=weights) for name in covidnet.backbones()]
+    seconds = median_seconds(lambda: [m.analyze(scan) for m in models])
+    return {"backbones": len(models), "seconds": seconds}
+
+
+def cli_throughput(weights: Path, paths: list[Path]) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="covidnet-scans-"))
+    for k, path in enumerate(paths):
+        shutil.copy(path, folder / f"{k:03d}{path.suffix}")
+    results = {}
+    for label, extra in (("without_heatmaps", []), ("with_heatmaps", ["--heatmaps", str(folder / "heatmaps")])):
+        command = [sys.executable, "-m", "covidnet", "--weights-dir", str(weights), "predict", str(folder),
+                   "--backbone", "resnet18", "--json", *extra]  # fmt: skip
+        seconds = median_seconds(lambda c=command: subprocess.run(c, capture_output=True, check=True), repeats=3,
+                                 warmup=1)  # fmt: skip
+        results[label] = {"scans": len(paths), "seconds": seconds, "scans_per_second": len(paths) / seconds}
+    shutil.rmtree(folder)
+    return results
+
+
+PROBE = """
+import sys, time
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+import covidnet
+baseline = rss_mb()
+for name in covidnet.backbones():
+    covidnet.load(name, weights_dir=sys.argv[1]).analyze(sys.argv[2])
+print(baseline, rss_mb())
+"""
+
+COLD = "import sys, covidnet; covidnet.load('resnet18', weights_dir=sys.argv[1]).analyze(sys.argv[2])"
+
+
+def cold_start_and_memory(weights: Path, scan_path: Path) -> dict:
+    def cold():
+        subprocess.run([sys.executable, "-c", COLD, str(weights), str(scan_path)], check=True, capture_output=True)
+
+    out = subprocess.run([sys.executable, "-c", PROBE, str(weights), str(scan_path)], check=True,
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    baseline, loaded = map(float, out)
+    return {
+        "cold_start_seconds": median_seconds(cold, repeats=REPEATS, warmup=1),
+        "import_rss_mb": baseline,
+        "all_backbones_rss_mb": loaded,
+        "rss_increase_mb": loaded - baseline,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    args = parser.parse_args()
+    weights, weights_note = weights_folder()
+    paths = scans(100)
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "weights": weights_note,
+        "repeats": REPEATS,
+        "per_backbone": per_backbone(weights, paths[0]),
+        "compare_page": compare_page(weights, paths[0]),
+        "cli_throughput": cli_throughput(weights, paths),
+        "process": cold_start_and_memory(weights, paths[0]),
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{result['machine']}; {weights_note}; medians of {REPEATS} runs (ms)")
+    print(f"{'backbone':<12} {'forward':>8} {'fwd+bwd':>8} {'predict':>8} {'analyze':>8} {'pred/fwd':>9} "
+          f"{'ana/f+b':>8} {'seed-style':>10} {'speed-up':>9}")  # fmt: skip
+    for name, r in result["per_backbone"].items():
+        print(f"{name:<12} {r['forward'] * 1e3:8.1f} {r['forward_backward'] * 1e3:8.1f} {r['predict'] * 1e3:8.1f} "
+              f"{r['analyze'] * 1e3:8.1f} {r['predict_over_forward']:9.2f} {r['analyze_over_forward_backward']:8.2f} "
+              f"{r['seed_style_request'] * 1e3:10.1f} {r['speedup_over_seed_style']:8.1f}x")  # fmt: skip
+    c, t, p = result["compare_page"], result["cli_throughput"], result["process"]
+    print(f"compare page ({c['backbones']} backbones, one scan): {c['seconds'] * 1e3:.0f} ms")
+    print(f"covidnet predict, 100 scans: {t['without_heatmaps']['scans_per_second']:.1f} scans/s, "
+          f"{t['with_heatmaps']['scans_per_second']:.1f} scans/s with heatmaps")  # fmt: skip
+    print(f"cold start: {p['cold_start_seconds']:.2f} s; RSS import {p['import_rss_mb']:.0f} MB, "
+          f"+{p['rss_increase_mb']:.0f} MB with every backbone loaded and run")  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
