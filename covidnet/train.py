@@ -83,7 +83,7 @@ class TrainConfig:
 
 def train(config: TrainConfig, *, command: str = "") -> ModelCard:
     """Train ``config.backbone`` and write ``<backbone>.pt`` and its card into ``config.out``."""
-    started = time.time()
+    started, commit = time.time(), _git_commit()  # the code that trains, not the code at the end
     _seed_everything(config.seed)
     spec = get_spec(config.backbone)
     input_size = config.input_size or spec.input_size
@@ -166,7 +166,7 @@ def train(config: TrainConfig, *, command: str = "") -> ModelCard:
         training=_training_summary(config, train_records, val_records, best["epoch"], time.time() - started),
         metrics={"validation": validation},
         command=command,
-        commit=_git_commit(),
+        commit=commit,
     )
 
 
