@@ -101,6 +101,7 @@ def train(config: TrainConfig, *, command: str = "") -> ModelCard:
         parameters=count_parameters(model),
         init=_init_name(config.init),
     )
+    shuffle_rng = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
         ScanDataset(train_records, build_transform(pending, augment=xray_augmentation())),
         batch_size=config.batch_size,
@@ -108,7 +109,7 @@ def train(config: TrainConfig, *, command: str = "") -> ModelCard:
         drop_last=True,
         num_workers=config.workers,
         persistent_workers=config.workers > 0,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=shuffle_rng,
     )
     val_loader = DataLoader(ScanDataset(val_records, build_transform(pending)), batch_size=64)
     model = model.to(device, memory_format=torch.channels_last)
@@ -120,7 +121,7 @@ def train(config: TrainConfig, *, command: str = "") -> ModelCard:
     state_path = Path(config.state_dir) / f"{spec.name}.state.pt"
     first_epoch, best = 0, {"auc": -1.0, "epoch": -1, "state": None}
     if config.resume and state_path.exists():
-        first_epoch, best, config.history = _restore(state_path, model, optimizer, scheduler)
+        first_epoch, best, config.history = _restore(state_path, model, optimizer, scheduler, shuffle_rng)
 
     for epoch in range(first_epoch, config.epochs):
         model.train()
@@ -139,7 +140,7 @@ def train(config: TrainConfig, *, command: str = "") -> ModelCard:
         print(f"{spec.name} epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val macro AUC {auc:.4f}", flush=True)
         if auc > best["auc"]:
             best = {"auc": auc, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
-        _save_state(state_path, epoch + 1, best, config.history, model, optimizer, scheduler)
+        _save_state(state_path, epoch + 1, best, config.history, model, optimizer, scheduler, shuffle_rng)
         if epoch + 1 - best["epoch"] >= config.patience:
             print(f"{spec.name}: no improvement for {config.patience} epochs, stopping", flush=True)
             break
@@ -220,7 +221,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimizer, scheduler) -> None:
+def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimizer, scheduler, shuffle_rng) -> None:
+    """Everything a resumed run needs to continue exactly where this one stopped, random states included."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "epoch": epoch,
@@ -231,15 +233,19 @@ def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimi
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle_rng.get_state(), "python": random.getstate()},
     }
     torch.save(state, path)
 
 
-def _restore(path: Path, model, optimizer, scheduler) -> tuple[int, dict, list]:
+def _restore(path: Path, model, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    shuffle_rng.set_state(state["rng"]["shuffle"])
+    random.setstate(state["rng"]["python"])
     print(f"resuming after epoch {state['epoch']} (best macro AUC {state['best_auc']:.4f})", flush=True)
     best = {"auc": state["best_auc"], "epoch": state["best_epoch"], "state": state["best_state"]}
     return state["epoch"], best, state["history"]

@@ -1,0 +1,68 @@
+"""`covidnet train` end to end on a small slice of the real data (a few seconds per run)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CXR_ROOT
+from PIL import Image
+
+import covidnet
+from covidnet.checkpoints import verify_checkpoint
+from covidnet.train import TrainConfig, train, xray_augmentation
+
+SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
+
+
+def config(tmp_path: Path, **changes) -> TrainConfig:
+    if not (CXR_ROOT / "metadata.csv").exists():
+        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
+    settings = dict(backbone="resnet18", data=CXR_ROOT, split_file=SPLIT, out=tmp_path / "weights", epochs=1,
+                    input_size=64, limit=30, workers=0, state_dir=tmp_path / "runs", batch_size=16)  # fmt: skip
+    return TrainConfig(**{**settings, **changes})
+
+
+@pytest.mark.slow
+def test_training_writes_a_verified_checkpoint_with_a_complete_card(tmp_path):
+    card = train(config(tmp_path), command="covidnet train --backbone resnet18")
+    assert verify_checkpoint("resnet18", tmp_path / "weights") == card
+    assert card.init == "scratch" and card.input_size == 64 and card.command.startswith("covidnet train")
+    assert 0.05 <= card.temperature <= 20 and card.commit
+    validation = card.metrics["validation"]
+    assert {"macro_auc", "accuracy", "ece_before_temperature", "ece_after_temperature"} <= set(validation)
+    assert sum(card.training["train_images"].values()) > 50 and card.training["history"][0]["epoch"] == 1
+    model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")
+    assert model.card.input_size == 64
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_weights_and_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    uninterrupted = train(config(tmp_path / "a", epochs=2))
+    assert train(config(tmp_path / "b", epochs=2)).sha256 == uninterrupted.sha256  # deterministic on the CPU
+
+    import covidnet.train as training
+
+    original, calls = training.collect_logits, []
+
+    def interrupt_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "collect_logits", interrupt_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "c", epochs=2))
+    monkeypatch.setattr(training, "collect_logits", original)
+    resumed = train(config(tmp_path / "c", epochs=2, resume=True))
+    assert [h["epoch"] for h in resumed.training["history"]] == [1, 2]
+    assert resumed.sha256 == uninterrupted.sha256
+
+
+def test_augmentation_keeps_a_greyscale_radiograph_greyscale_and_its_size():
+    image = Image.fromarray(np.tile(np.linspace(0, 255, 200), (160, 1)).astype(np.uint8))
+    torch.manual_seed(0)
+    augmented = xray_augmentation()(image)
+    assert augmented.mode == "L" and augmented.size == image.size
+    assert not np.array_equal(np.asarray(augmented), np.asarray(image))
