@@ -20,7 +20,7 @@ from covidnet.classes import CLASSES
 from covidnet.errors import CovidNetError, UnknownBackboneError
 
 HeadKind = Literal["fc", "classifier", "vgg"]
-Init = Literal["scratch", "imagenet"]
+Init = Literal["scratch", "imagenet", "empty"]
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,22 @@ def build_model(name: str, *, init: Init = "scratch", num_classes: int = len(CLA
 
     ``init="imagenet"`` loads torchvision's ImageNet weights, which must already be in TORCH_HOME's
     cache: CovidNet never downloads anything, so a missing file is an error, not a download.
+    ``init="empty"`` builds on the meta device, allocating nothing, for a checkpoint to fill with
+    ``load_state_dict(..., assign=True)`` (VGG's discarded ImageNet head alone would take 500 MB).
     """
     spec = get_spec(name)
     builder = getattr(torchvision.models, spec.builder)
+    if init == "empty":
+        with torch.device("meta"):
+            model = builder(weights=None)
+            _replace_head(model, spec.head, num_classes)
+        return model
     if init == "scratch":
         model = builder(weights=None)
     elif init == "imagenet":
         model = builder(weights=_cached_imagenet_weights(spec))
     else:
-        raise ValueError(f"init must be 'scratch' or 'imagenet', not {init!r}")
+        raise ValueError(f"init must be 'scratch', 'imagenet' or 'empty', not {init!r}")
     _replace_head(model, spec.head, num_classes)
     return model
 

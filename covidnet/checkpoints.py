@@ -113,10 +113,10 @@ def load_checkpoint(backbone: str, weights_dir: Path | None = None) -> tuple[nn.
         state = torch.load(pt_path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for unreadable files
         raise CheckpointError(f"Cannot load {pt_path.name}: {e}") from None
-    model = build_model(backbone, num_classes=len(card.classes))
+    model = build_model(backbone, init="empty", num_classes=len(card.classes))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=True)
     except RuntimeError as e:
         raise CheckpointError(f"{pt_path.name} does not fit the {backbone} architecture: {e}") from None
     if count_parameters(model) != card.parameters:
