@@ -40,6 +40,7 @@ class ModelCard:
     temperature: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)  # the chest X-ray gate's file, sha256 and how it was fitted
     command: str = ""
     commit: str = ""
 

@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, help="report JSON to write")
     evaluate.set_defaults(run=_run_evaluate)
 
+    gate = commands.add_parser("fit-gate", help="fit the chest X-ray gate of trained backbones on the split")
+    gate.add_argument("--backbone", default="all", help="a backbone name, or 'all' with weights (default)")
+    gate.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    gate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    gate.set_defaults(run=_run_fit_gate)
+
     card = commands.add_parser("model-card", help="generate docs/model_card.md and the README table from the reports")
     card.add_argument("--reports", type=Path, default=default_weights_dir() / "reports")
     card.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -204,6 +210,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_fit_gate(args: argparse.Namespace) -> int:
+    from covidnet.data import read_metadata
+    from covidnet.gate_fitting import fit_from_splits
+    from covidnet.train import split_records
+
+    parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
+    for predictor in _predictors(args.backbone, args.weights_dir):
+        card = fit_from_splits(predictor, parts["train"], parts["val"], args.weights_dir or default_weights_dir())
+        print(f"{predictor.backbone}: gate threshold {card.gate['threshold']:.1f} (fitted on {card.gate['fitted_on']})")
+    return EXIT_OK
+
+
 def _run_model_card(args: argparse.Namespace) -> int:
     from covidnet.modelcard import write_model_card
 
@@ -247,20 +265,19 @@ def _walk(paths: list[Path]) -> Iterator[Path]:
 
 
 def _row(path: Path, scan: Scan, predictor: Predictor, args: argparse.Namespace) -> dict:
-    row: dict = {"scan": str(path), "backbone": predictor.backbone}
-    if args.heatmaps:
-        analysis = predictor.analyze(scan, cam=args.cam)
-        probabilities, warnings = analysis.probabilities, analysis.warnings
-        heatmap_path = args.heatmaps / f"{_safe_stem(path)}.{predictor.backbone}.{args.cam}.png"
-        analysis.overlay.save(heatmap_path)
-        row["heatmap"] = str(heatmap_path)
-    else:
-        probabilities, warnings = predictor.predict(scan), list(scan.warnings)
-        row["heatmap"] = None
-    row["probabilities"] = probabilities
-    row["prediction"] = max(probabilities, key=probabilities.get)
-    row["warnings"] = warnings
-    return {k: row[k] for k in ("scan", "backbone", "probabilities", "prediction", "heatmap", "warnings")}
+    analysis = predictor.analyze(scan, cam=args.cam if args.heatmaps else None)
+    heatmap = None
+    if analysis.overlay is not None:
+        heatmap = args.heatmaps / f"{_safe_stem(path)}.{predictor.backbone}.{args.cam}.png"
+        analysis.overlay.save(heatmap)
+    return {
+        "scan": str(path),
+        "backbone": predictor.backbone,
+        "probabilities": analysis.probabilities,
+        "prediction": analysis.prediction,
+        "heatmap": None if heatmap is None else str(heatmap),
+        "warnings": analysis.warnings,
+    }
 
 
 def _safe_stem(path: Path) -> str:

@@ -18,6 +18,7 @@ from covidnet.calibration import expected_calibration_error, reliability_bins
 from covidnet.classes import CLASSES
 from covidnet.data import Record
 from covidnet.errors import ScanError
+from covidnet.gate import screen
 from covidnet.imaging import Scan, read_scan
 from covidnet.metrics import summarise
 from covidnet.predict import Predictor, load
@@ -54,7 +55,7 @@ def evaluate(
     calibrated = []
     for name in backbones:
         predictor = load(name, weights_dir=weights_dir)
-        logits = _logits(predictor, scans)
+        logits, features = forward_all(predictor, scans)
         probabilities = torch.softmax(logits / predictor.card.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
         metrics = summarise(probabilities, labels)
@@ -66,7 +67,10 @@ def evaluate(
         metrics["weights_sha256"] = predictor.card.sha256
         metrics["temperature"] = predictor.card.temperature
         if shortcuts:
-            metrics["shortcuts"] = _shortcut_checks(predictor, scans, kept, labels, metrics["accuracy"]["value"])
+            metrics["shortcuts"] = _shortcut_checks(
+                predictor, scans, kept, labels, metrics["accuracy"]["value"], features.numpy()
+            )
+        metrics["gate"] = _gate_flags(predictor, scans, features)
         report["backbones"][name] = metrics
         calibrated.append(probabilities)
     report["ensemble"] = summarise(np.mean(calibrated, axis=0), labels)
@@ -74,25 +78,36 @@ def evaluate(
     return report
 
 
-def _logits(predictor: Predictor, scans: list[Scan], *, features: bool = False) -> torch.Tensor:
+def forward_all(predictor: Predictor, scans: list[Scan]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and penultimate features for every scan, in batches."""
     batches = range(0, len(scans), BATCH)
-    return torch.cat(
-        [
-            predictor.logits_batch(scans[i : i + BATCH], features=features)
-            for i in tqdm(batches, desc=predictor.backbone, unit="batch")
-        ]
-    )
+    outputs = [predictor.forward_batch(scans[i : i + BATCH]) for i in tqdm(batches, desc=predictor.backbone)]
+    return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+
+
+def _gate_flags(predictor: Predictor, scans: list[Scan], features: torch.Tensor) -> dict:
+    """How many scans the chest X-ray gate flags."""
+    distances = predictor.gate_distances(features)
+    reasons = [
+        screen(scan, None if distances is None else float(distances[i]), predictor.gate) for i, scan in enumerate(scans)
+    ]
+    flagged = sum(bool(r) for r in reasons)
+    return {"fitted": predictor.gate is not None, "flagged": flagged, "flagged_share": flagged / len(scans)}
 
 
 def _shortcut_checks(
-    predictor: Predictor, scans: list[Scan], records: list[Record], labels: np.ndarray, accuracy: float
+    predictor: Predictor,
+    scans: list[Scan],
+    records: list[Record],
+    labels: np.ndarray,
+    accuracy: float,
+    features: np.ndarray,
 ) -> dict:
     def accuracy_with(mask) -> float:
         masked = [with_image(s, mask(s.image)) for s in scans]
-        return float((_logits(predictor, masked).argmax(1).numpy() == labels).mean())
+        return float((forward_all(predictor, masked)[0].argmax(1).numpy() == labels).mean())
 
     chance = float(np.bincount(labels, minlength=len(CLASSES)).max() / len(labels))
-    features = _logits(predictor, scans, features=True).numpy()
     return {
         "accuracy": accuracy,
         "accuracy_lungs_masked": accuracy_with(mask_lungs),

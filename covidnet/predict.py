@@ -23,6 +23,7 @@ from covidnet.cards import ModelCard
 from covidnet.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.errors import CovidNetError
 from covidnet.explain import cam_class, overlay, resize_heatmap
+from covidnet.gate import FeatureGate, load_gate, screen
 from covidnet.imaging import Scan, ScanSource, read_scan
 from covidnet.preprocessing import build_transform
 
@@ -35,30 +36,36 @@ class Analysis:
     probabilities: dict[str, float]  # calibrated, class → probability, summing to 1
     prediction: str  # the most probable class
     target: str  # the class the heatmap explains
-    heatmap: np.ndarray  # float32 in [0, 1], shape (height, width) of the scan's display image
-    overlay: Image.Image  # the heatmap drawn over the scan, RGB
-    cam: str
+    heatmap: np.ndarray | None  # float32 in [0, 1], shape (height, width) of the display image; None without CAM
+    overlay: Image.Image | None  # the heatmap drawn over the scan, RGB
+    cam: str | None
     seconds: float
     warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 class Predictor:
-    """A trained model with its card, safe to share between threads.
+    """A trained model with its card (and chest X-ray gate), safe to share between threads.
 
     Grad-CAM attaches hooks to the model for the length of one call, and a hook would record the
     activations of any other thread's forward pass; so every pass through the shared model holds
     ``self._lock``. With 2 CPU cores, PyTorch's own threads already use the machine during a pass.
     """
 
-    def __init__(self, model: nn.Module, card: ModelCard) -> None:
+    def __init__(self, model: nn.Module, card: ModelCard, gate: FeatureGate | None = None) -> None:
         self.card = card
+        self.gate = gate
         self.model = model.eval()
         self._transform = build_transform(card)
         self._lock = threading.Lock()
         spec = get_spec(card.backbone)
         self._cam_layer = cam_layer(self.model, spec)
-        self._head = head(self.model, spec)
+        self._features = torch.empty(0)
+        head(self.model, spec).register_forward_hook(self._keep_features)
         _prepare_for_cheap_backward(self.model, self._cam_layer)
+
+    def _keep_features(self, _module: nn.Module, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        # The head's input: the penultimate features, read by the gate (only ever under self._lock).
+        self._features = args[0].detach().flatten(1)
 
     @property
     def backbone(self) -> str:
@@ -74,60 +81,62 @@ class Predictor:
         return [dict(zip(self.card.classes, map(float, row), strict=True)) for row in probs]
 
     def predict(self, scan: Scan | ScanSource) -> dict[str, float]:
-        """Calibrated probabilities for one scan (no heatmap)."""
+        """Calibrated probabilities for one scan (no heatmap, no gate)."""
         return self.predict_batch([_as_scan(scan)])[0]
 
     def predict_batch(self, scans: list[Scan]) -> list[dict[str, float]]:
         """Calibrated probabilities for many scans in one forward pass."""
-        return self.probabilities(self.logits_batch(scans))
+        return self.probabilities(self.forward_batch(scans)[0])
 
-    def logits_batch(self, scans: list[Scan], *, features: bool = False) -> torch.Tensor:
-        """Raw logits for many scans in one forward pass; with ``features=True``, the head's
-        input (the penultimate features) instead."""
+    def forward_batch(self, scans: list[Scan]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw logits and penultimate features for many scans, from one forward pass."""
         batch = torch.cat([self.tensor(s) for s in scans])
-        captured = []
         with self._lock, torch.inference_mode():
-            if not features:
-                return self.model(batch)
-            handle = self._head.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
-            try:
-                self.model(batch)
-            finally:
-                handle.remove()
-        return captured[0].flatten(1)
+            return self.model(batch), self._features
+
+    def gate_distances(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The gate's feature distance for each row of ``features`` (None without a gate)."""
+        return None if self.gate is None else self.gate.distance(features)
 
     def analyze(
         self,
         scan: Scan | ScanSource,
         *,
-        cam: str = "gradcam",
+        cam: str | None = "gradcam",
         target: str | None = None,
         opacity: float = 0.4,
     ) -> Analysis:
-        """Probabilities and a heatmap for the target class (default: the prediction)."""
+        """Probabilities, gate warnings and a heatmap for the target class (default: the prediction),
+        from one forward and one backward pass. ``cam=None`` skips the heatmap (one forward pass)."""
         started = time.perf_counter()
         scan = _as_scan(scan)
-        method = cam_class(cam)
+        method = cam_class(cam) if cam is not None else None
         if target is not None and target not in self.card.classes:
             raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.card.classes)}.")
         targets = None if target is None else [ClassifierOutputTarget(self.card.classes.index(target))]
         x = self.tensor(scan)
-        with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
-            grid = explainer(input_tensor=x, targets=targets)[0]
-            logits = explainer.outputs
+        grid = None
+        if method is None:
+            with self._lock, torch.inference_mode():
+                logits, features = self.model(x), self._features
+        else:
+            with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
+                grid = explainer(input_tensor=x, targets=targets)[0]
+                logits, features = explainer.outputs, self._features
         probabilities = self.probabilities(logits)[0]
         prediction = max(probabilities, key=probabilities.get)
-        heatmap = resize_heatmap(grid, scan.image.size)
+        heatmap = resize_heatmap(grid, scan.image.size) if grid is not None else None
+        distances = self.gate_distances(features)
         return Analysis(
             backbone=self.backbone,
             probabilities=probabilities,
             prediction=prediction,
             target=target or prediction,
             heatmap=heatmap,
-            overlay=overlay(scan.image, heatmap, opacity=opacity),
+            overlay=overlay(scan.image, heatmap, opacity=opacity) if heatmap is not None else None,
             cam=cam,
             seconds=time.perf_counter() - started,
-            warnings=list(scan.warnings),
+            warnings=[*scan.warnings, *screen(scan, None if distances is None else float(distances[0]), self.gate)],
         )
 
 
@@ -166,5 +175,7 @@ def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
     folder = Path(weights_dir or default_weights_dir()).resolve()
     with _cache_lock:
         if (name, folder) not in _cache:
-            _cache[(name, folder)] = Predictor(*load_checkpoint(name, folder))
+            model, card = load_checkpoint(name, folder)
+            gate = load_gate(folder / card.gate["file"], card.gate["sha256"]) if card.gate else None
+            _cache[(name, folder)] = Predictor(model, card, gate)
         return _cache[(name, folder)]

@@ -12,6 +12,7 @@ import json
 import streamlit as st
 
 import covidnet
+from covidnet.gate import CODE as GATE_CODE
 from covidnet.predict import Analysis
 from covidnet.samples import Sample, samples
 
@@ -75,6 +76,15 @@ def scan_input(key: str) -> tuple[bytes, str] | None:
         f"Sample from the {sample.split} split, labelled {covidnet.display_name(sample.label)}. {sample.attribution}."
     )
     return sample.path.read_bytes(), sample.file
+
+
+def gate_passed(warnings: list[dict[str, str]], key: str) -> bool:
+    """False when the gate flagged the scan and the user has not asked to see the probabilities anyway."""
+    flagged = [w["message"] for w in warnings if w["code"] == GATE_CODE]
+    if not flagged:
+        return True
+    st.error(flagged[0])
+    return st.checkbox("Show the probabilities anyway (they are not meaningful for this image)", key=key)
 
 
 def report_json(name: str, result: Analysis, card: covidnet.ModelCard) -> str:

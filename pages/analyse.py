@@ -33,6 +33,9 @@ except covidnet.CovidNetError as error:
     st.stop()
 
 card = ui.shared_model(backbone).card
+if not ui.gate_passed(result.warnings, key="analyse-anyway"):
+    st.image(scan.image, caption=name, width=480)
+    st.stop()
 top = result.probabilities[result.prediction]
 threshold = card.metrics.get("uncertain_below")
 basis = "this model was less than 95% accurate on its validation split"
@@ -46,7 +49,8 @@ if top < threshold:
 else:
     st.subheader(f"{covidnet.display_name(result.prediction)} — {top:.0%}")
 for warning in result.warnings:
-    st.warning(warning["message"])
+    if warning["code"] != ui.GATE_CODE:
+        st.warning(warning["message"])
 
 left, right = st.columns(2)
 left.image(

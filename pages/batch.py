@@ -25,14 +25,15 @@ for k, upload in enumerate(uploads):
         rows.append({"scan": upload.name, "error": str(error)})
     else:
         for backbone in chosen:
-            probabilities = ui.shared_model(backbone).predict(scan)
+            result = ui.shared_model(backbone).analyze(scan, cam=None)
             rows.append(
                 {
                     "scan": upload.name,
                     "backbone": backbone,
-                    "prediction": covidnet.display_name(max(probabilities, key=probabilities.get)),
-                    **{f"p_{c}": round(p, 4) for c, p in probabilities.items()},
-                    "warnings": "; ".join(w["message"] for w in scan.warnings),
+                    "prediction": covidnet.display_name(result.prediction),
+                    **{f"p_{c}": round(p, 4) for c, p in result.probabilities.items()},
+                    "not_chest_xray": any(w["code"] == ui.GATE_CODE for w in result.warnings),
+                    "warnings": "; ".join(w["message"] for w in result.warnings),
                 }
             )
     progress.progress((k + 1) / len(uploads), text=f"{k + 1} of {len(uploads)} scans")

@@ -22,6 +22,8 @@ except covidnet.CovidNetError as error:
     st.error(str(error))
     st.stop()
 
+if not ui.gate_passed([w for r in results.values() for w in r.warnings], key="compare-anyway"):
+    st.stop()
 ensemble = {c: sum(r.probabilities[c] for r in results.values()) / len(results) for c in covidnet.CLASSES}
 predictions = {r.prediction for r in results.values()}
 covid = [r.probabilities["covid"] for r in results.values()]
@@ -33,7 +35,8 @@ st.markdown(
     f"COVID-19 probability ranges from {min(covid):.0%} to {max(covid):.0%} (spread {max(covid) - min(covid):.0%})."
 )
 for warning in next(iter(results.values())).warnings:
-    st.warning(warning["message"])
+    if warning["code"] != ui.GATE_CODE:
+        st.warning(warning["message"])
 
 labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
 for column, (backbone, result) in zip(st.columns(len(results)), results.items(), strict=True):

@@ -138,3 +138,18 @@ def test_model_card_renders_reports_with_charts(with_weights):
     finally:
         for name in ("internal_test", "external"):
             (with_weights / "reports" / f"{name}.json").unlink()
+
+
+def test_a_colour_photo_is_flagged_and_its_probabilities_hidden_until_asked(with_weights):
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(buffer, "PNG")
+    at = upload(page(PAGES[0]), ("holiday.png", buffer.getvalue()))
+    assert at.error and "colour" in at.error[0].value
+    assert len(at.get("plotly_chart")) == 0
+    at.checkbox(key="analyse-anyway").check().run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1

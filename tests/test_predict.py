@@ -13,6 +13,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
 from covidnet.backbones import build_model, cam_layer, get_spec
+from covidnet.checkpoints import load_checkpoint
 from covidnet.classes import CLASSES
 from covidnet.explain import resize_heatmap
 from covidnet.predict import Predictor
@@ -49,7 +50,8 @@ def test_batch_equals_one_at_a_time(weights_dir, scans):
 
 def test_temperature_from_the_card_is_applied(weights_dir, scans):
     shared = covidnet.load("resnet18", weights_dir=weights_dir)
-    hot = Predictor(shared.model, dataclasses.replace(shared.card, temperature=4.0))
+    model, card = load_checkpoint("resnet18", weights_dir)
+    hot = Predictor(model, dataclasses.replace(card, temperature=4.0))
     x = shared.tensor(scans[0])
     with torch.inference_mode():
         logits = shared.model(x)[0]

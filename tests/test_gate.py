@@ -1,0 +1,68 @@
+"""The chest X-ray gate: colour and blank checks, the feature-distance gate, and its wiring."""
+
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import covidnet
+from covidnet.gate import CODE, FeatureGate, fit_gate, load_gate, save_gate, screen
+from covidnet.predict import Predictor
+
+
+def scan_of(image: Image.Image) -> covidnet.Scan:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return covidnet.read_scan(buffer.getvalue(), name="x.png")
+
+
+def test_a_colour_picture_is_flagged_with_a_reason():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    warnings = screen(scan_of(Image.fromarray(pixels)), None, None)
+    assert [w["code"] for w in warnings] == [CODE] and "colour" in warnings[0]["message"]
+
+
+def test_a_blank_image_is_flagged_and_a_real_xray_is_not(real_scans):
+    assert "blank" in screen(scan_of(Image.new("L", (300, 300), 128)), None, None)[0]["message"]
+    for path in real_scans:
+        assert screen(covidnet.read_scan(path), None, None) == []
+
+
+def test_gate_threshold_passes_the_chosen_share_of_validation_features():
+    rng = np.random.default_rng(0)
+    train, val = rng.normal(size=(2000, 8)), rng.normal(size=(1000, 8))
+    gate = fit_gate(train, val, quantile=0.95)
+    assert (gate.distance(torch.from_numpy(val)) <= gate.threshold).float().mean() == pytest.approx(0.95, abs=0.002)
+    assert gate.distance(torch.full((1, 8), 10.0))[0] > gate.threshold
+    assert gate.distance(torch.zeros(1, 8))[0] < gate.distance(torch.ones(1, 8))[0]
+
+
+def test_gate_file_is_verified_before_loading(tmp_path):
+    gate = FeatureGate(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64), 3.0)
+    path = tmp_path / "g.pt"
+    sha = save_gate(gate, path)
+    assert load_gate(path, sha).threshold == 3.0
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(covidnet.CheckpointError, match="sha256"):
+        load_gate(path, sha)
+
+
+def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
+    shared = covidnet.load("resnet18", weights_dir=weights_dir)
+    width = shared.model.fc.in_features
+    identity = torch.eye(width, dtype=torch.float64)
+    closed = Predictor(shared.model, shared.card, FeatureGate(torch.zeros(width, dtype=torch.float64), identity, -1.0))
+    opened = dataclasses.replace(closed.gate, threshold=float("inf"))
+    for cam in ("gradcam", None):
+        flagged = closed.analyze(real_scans[0], cam=cam)
+        assert [w["code"] for w in flagged.warnings] == [CODE] and "frontal chest X-ray" in flagged.warnings[0][
+            "message"
+        ]
+        assert Predictor(shared.model, shared.card, opened).analyze(real_scans[0], cam=cam).warnings == []
+    assert closed.analyze(real_scans[0], cam=None).heatmap is None
