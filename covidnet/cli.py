@@ -119,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
     gate.set_defaults(run=_run_fit_gate)
 
+    corpus = commands.add_parser("gate-report", help="measure the chest X-ray gate on 150+ images that are not X-rays")
+    corpus.add_argument("--backbone", default="all", help="a backbone name, or 'all' with weights (default)")
+    corpus.add_argument("--out", type=Path, default=default_weights_dir() / "reports" / "gate.json")
+    corpus.set_defaults(run=_run_gate_report)
+
     card = commands.add_parser("model-card", help="generate docs/model_card.md and the README table from the reports")
     card.add_argument("--reports", type=Path, default=default_weights_dir() / "reports")
     card.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -219,6 +224,34 @@ def _run_fit_gate(args: argparse.Namespace) -> int:
     for predictor in _predictors(args.backbone, args.weights_dir):
         card = fit_from_splits(predictor, parts["train"], parts["val"], args.weights_dir or default_weights_dir())
         print(f"{predictor.backbone}: gate threshold {card.gate['threshold']:.1f} (fitted on {card.gate['fitted_on']})")
+    return EXIT_OK
+
+
+def _run_gate_report(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from covidnet.gate import CODE
+    from covidnet.gate_corpus import non_xray_scans
+
+    corpus = non_xray_scans()
+    kinds = Counter(kind for kind, _, _ in corpus)
+    report = {"n": len(corpus), "kinds": dict(kinds), "backbones": {}, "command": "covidnet " + " ".join(sys.argv[1:])}
+    for predictor in _predictors(args.backbone, args.weights_dir):
+        flagged = Counter(
+            kind
+            for kind, _, scan in corpus
+            if any(w["code"] == CODE for w in predictor.analyze(scan, cam=None).warnings)
+        )
+        report["backbones"][predictor.backbone] = {
+            "gate_fitted": predictor.gate is not None,
+            "flagged_share": sum(flagged.values()) / len(corpus),
+            "flagged_share_by_kind": {kind: flagged[kind] / n for kind, n in kinds.items()},
+        }
+        print(
+            f"{predictor.backbone}: flagged {sum(flagged.values())} of {len(corpus)} images that are not chest X-rays"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
     return EXIT_OK
 
 

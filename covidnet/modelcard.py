@@ -102,6 +102,26 @@ def shortcut_findings(reports: dict[str, dict]) -> list[str]:
     return findings
 
 
+def gate_table(reports: dict[str, dict], gate_report: dict | None) -> str:
+    """Share of real chest X-rays (internal test) and of non-X-ray images flagged by each backbone's gate."""
+    if not gate_report:
+        return "The chest X-ray gate has not been measured yet (`covidnet gate-report`)."
+    test = reports.get("internal_test", {"backbones": {}})["backbones"]
+    lines = [
+        f"| backbone | chest X-rays flagged (internal test) | non-X-ray images flagged (n = {gate_report['n']}) "
+        "| lowest share flagged, by kind |",
+        "|---|---|---|---|",
+    ]
+    for name, row in gate_report["backbones"].items():
+        real = test.get(name, {}).get("gate", {}).get("flagged_share")
+        worst = min(row["flagged_share_by_kind"].items(), key=lambda kv: kv[1])
+        lines.append(
+            f"| {name} | {'n/a' if real is None else f'{real:.1%}'} | {row['flagged_share']:.1%} | "
+            f"{worst[0]}: {worst[1]:.0%} |"
+        )
+    return "\n".join(lines)
+
+
 def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
     """Provenance (source, dataset, licence, counts) and split counts, in Markdown."""
     records = read_metadata(metadata_csv)
@@ -180,7 +200,9 @@ def _ci(metric: dict) -> str:
     return f"{metric['value']:.3f} ({metric['low']:.3f}–{metric['high']:.3f})"
 
 
-def render(reports: dict[str, dict], cards: list[ModelCard], metadata_csv: Path, split_file: Path) -> str:
+def render(
+    reports: dict[str, dict], cards: list[ModelCard], metadata_csv: Path, split_file: Path, gate_report: dict | None
+) -> str:
     """The whole model card in Markdown."""
     provenance, split_counts = data_tables(metadata_csv, split_file)
     findings = shortcut_findings(reports) or ["No backbone kept its accuracy with the lungs hidden."]
@@ -230,6 +252,16 @@ onwards re-initialised (Adebayo et al. 2018: near 1 would mean the heatmap ignor
 
 {chr(10).join("- " + f for f in findings)}
 
+## Chest X-ray gate
+Inputs that do not look like frontal chest X-rays are flagged instead of being given a meaningful-looking
+probability: a colour check, a blank-image check, and the Mahalanobis distance of the backbone's penultimate
+features from the training images, thresholded at the 99th percentile of the validation images. Measured on the
+internal test split and on a corpus built offline from scikit-image and scikit-learn photos (colour, greyscale,
+cropped, rotated), a CT-like phantom, rendered documents, drawings, gradients, noise and blank images
+(`covidnet gate-report`).
+
+{gate_table(reports, gate_report)}
+
 ## Known failure modes and confounds
 - **Pneumonia is about 86% paediatric** (Kermany, one hospital in Guangzhou) while COVID-19 is adult: a model can
   learn "child → pneumonia or normal, adult with opacities → COVID-19". Adult pneumonia is mostly NIH ChestX-ray8
@@ -248,10 +280,12 @@ def write_model_card(
 ) -> str:
     """Generate ``out`` (and the README's results table) from the reports; return the Markdown."""
     everything = load_reports(reports_dir)
+    gate_path = reports_dir / "gate.json"
+    gate_report = json.loads(gate_path.read_text()) if gate_path.exists() else None
     record_in_cards(everything, weights_dir)
     reports = {name: report for name, report in everything.items() if name in REPORTS}
     cards = [read_card(p) for p in sorted(weights_dir.glob("*.json"))]
-    markdown = render(reports, cards, metadata_csv, split_file)
+    markdown = render(reports, cards, metadata_csv, split_file, gate_report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     if readme is not None:

@@ -2,6 +2,8 @@
 
 import dataclasses
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +68,34 @@ def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
         ]
         assert Predictor(shared.model, shared.card, opened).analyze(real_scans[0], cam=cam).warnings == []
     assert closed.analyze(real_scans[0], cam=None).heatmap is None
+
+
+def test_the_non_xray_corpus_has_150_readable_images_of_every_kind():
+    from covidnet.gate_corpus import non_xray_scans
+
+    corpus = non_xray_scans()
+    assert len(corpus) >= 150
+    kinds = {kind for kind, _, _ in corpus}
+    assert {"colour photo", "greyscale photo", "text document", "drawing", "gradient", "noise", "blank"} <= kinds
+    assert all(min(scan.image.size) >= 64 for _, _, scan in corpus)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.stem for p in sorted(SHIPPED.glob("*.json")) if json.loads(p.read_text())["gate"]])
+def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
+    from conftest import CXR_ROOT
+
+    from covidnet.data import read_metadata
+    from covidnet.gate_corpus import non_xray_scans
+    from covidnet.train import split_records
+
+    model = covidnet.load(name, weights_dir=SHIPPED)
+    corpus = non_xray_scans()
+    flagged = sum(any(w["code"] == CODE for w in model.analyze(s, cam=None).warnings) for _, _, s in corpus)
+    assert flagged / len(corpus) >= 0.95
+    test = split_records(read_metadata(CXR_ROOT / "metadata.csv"), SHIPPED / "split.csv")["test"][::4]
+    real = sum(any(w["code"] == CODE for w in model.analyze(r.path, cam=None).warnings) for r in test)
+    assert real / len(test) <= 0.02
