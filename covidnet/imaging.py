@@ -70,8 +70,16 @@ def read_scan(source: ScanSource, *, name: str | None = None) -> Scan:
         raise ScanError(
             f"{name!r} is {len(data) / 2**20:.0f} MB; CovidNet reads files up to {MAX_FILE_BYTES // 2**20} MB."
         )
-    if _looks_like_dicom(data, name):
+    if data[128:132] == b"DICM":
         return _read_dicom(data, name)
+    if name.lower().endswith((".dcm", ".dicom")):  # DICOM without a preamble, or a misnamed picture
+        try:
+            return _read_dicom(data, name)
+        except ScanError as dicom_error:
+            try:
+                return _read_picture(data, name)
+            except ScanError:
+                raise dicom_error from None
     return _read_picture(data, name)
 
 
@@ -88,10 +96,6 @@ def _read_bytes(source: ScanSource, name: str | None) -> tuple[bytes, str]:
         return data, name or str(path)
     data = source.read(MAX_FILE_BYTES + 1)
     return data, name or getattr(source, "name", None) or "upload"
-
-
-def _looks_like_dicom(data: bytes, name: str) -> bool:
-    return data[128:132] == b"DICM" or name.lower().endswith((".dcm", ".dicom"))
 
 
 def _not_readable(name: str, data: bytes) -> ScanError:

@@ -4,37 +4,14 @@ pydicom, on real scans, and on files it must refuse with a clear message."""
 from __future__ import annotations
 
 import io
-import struct
-import zipfile
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import (
-    ExplicitVRLittleEndian,
-    JPEGBaseline8Bit,
-    SecondaryCaptureImageStorage,
-    generate_uid,
-)
+from scan_files import H, W, compressed_dicom, dicom, encode, noise, png_claiming, ramp, zip_bytes
 
 from covidnet import ScanError, read_scan
 from covidnet.imaging import DISPLAY_MAX_SIDE
-
-W, H = 160, 120
-
-
-def ramp(dtype=np.uint8, high: float = 255, width: int = W, height: int = H) -> np.ndarray:
-    """Dark on the left, bright on the right."""
-    return np.tile(np.linspace(0, high, width), (height, 1)).astype(dtype)
-
-
-def encode(im: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    im.save(buffer, fmt, **params)
-    return buffer.getvalue()
 
 
 def dark_left_bright_right(image: Image.Image) -> bool:
@@ -139,25 +116,6 @@ def test_real_chest_xrays_read_at_their_stored_size(real_scans):
 # --- DICOM -------------------------------------------------------------------------------------
 
 
-def dicom(pixels: np.ndarray | None, *, photometric: str = "MONOCHROME2", preamble: bool = True, **tags) -> bytes:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.ViewPosition = "CR", "PA"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Doe^Jane", "PID-12345", "19700101"
-    if pixels is not None:
-        ds.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=12)
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=preamble)
-    return buffer.getvalue()
-
-
 def test_dicom_monochrome2_keeps_and_monochrome1_inverts_brightness():
     data = ramp(np.uint16, 4095)
     assert dark_left_bright_right(read_scan(dicom(data), name="a.dcm").image)
@@ -206,41 +164,11 @@ def test_dicom_without_pixel_data_is_refused_clearly():
 
 
 def test_compressed_dicom_without_a_decoder_is_refused_clearly():
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = H, W, 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9"])
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
     with pytest.raises(ScanError, match=r"(compressed|damaged)"):
-        read_scan(buffer.getvalue(), name="a.dcm")
+        read_scan(compressed_dicom(), name="a.dcm")
 
 
 # --- what must be refused ----------------------------------------------------------------------
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares a huge size (a decompression bomb)."""
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-def noise() -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, (H, W), dtype=np.uint8)
-
-
-def zip_bytes() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("scan.png", encode(Image.fromarray(ramp()), "PNG"))
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
