@@ -24,12 +24,9 @@ SHORTCUT_MARGIN = 0.15
 
 
 def load_reports(folder: Path) -> dict[str, dict]:
-    """The evaluation reports in ``folder`` that exist, by name (see ``REPORTS``)."""
-    return {
-        name: json.loads((folder / f"{name}.json").read_text())
-        for name in REPORTS
-        if (folder / f"{name}.json").exists()
-    }
+    """The evaluation reports in ``folder`` that exist, by name (``REPORTS`` and the validation report)."""
+    names = [*REPORTS, VALIDATION_REPORT]
+    return {n: json.loads((folder / f"{n}.json").read_text()) for n in names if (folder / f"{n}.json").exists()}
 
 
 def results_table(reports: dict[str, dict]) -> str:
