@@ -34,6 +34,7 @@ class BackboneSpec:
     cam_layer: str  # dotted path inside the model; negative integers index from the end
     input_size: int  # default square input side in pixels
     imagenet_weights: str  # torchvision weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
+    gate_layers: tuple[str, ...]  # the first three stages, whose statistics the chest X-ray gate models
 
 
 # Grad-CAM explains the last stage at 1/16 of the input (ResNet's layer3, DenseNet's third dense block,
@@ -51,6 +52,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             cam_layer="layer3",
             input_size=128,
             imagenet_weights="ResNet18_Weights.IMAGENET1K_V1",
+            gate_layers=("layer1", "layer2", "layer3"),
         ),
         BackboneSpec(
             name="densenet121",
@@ -60,6 +62,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             cam_layer="features.denseblock3",
             input_size=128,
             imagenet_weights="DenseNet121_Weights.IMAGENET1K_V1",
+            gate_layers=("features.transition1", "features.transition2", "features.transition3"),
         ),
         BackboneSpec(
             name="vgg11_bn",
@@ -69,6 +72,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             cam_layer="features.-2",
             input_size=128,
             imagenet_weights="VGG11_BN_Weights.IMAGENET1K_V1",
+            gate_layers=("features.6", "features.13", "features.20"),  # ReLUs before pooling
         ),
     )
 }
@@ -118,8 +122,13 @@ def build_model(name: str, *, init: Init = "scratch", num_classes: int = len(CLA
 
 def cam_layer(model: nn.Module, spec: BackboneSpec) -> nn.Module:
     """The module of ``model`` whose activations Grad-CAM explains."""
+    return submodule(model, spec.cam_layer)
+
+
+def submodule(model: nn.Module, path: str) -> nn.Module:
+    """The module at a dotted ``path``; negative integers index sequences from the end."""
     module = model
-    for part in spec.cam_layer.split("."):
+    for part in path.split("."):
         module = module[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
     return module
 

@@ -21,7 +21,7 @@ from covidnet.errors import ScanError
 from covidnet.gate import screen
 from covidnet.imaging import Scan, read_scan
 from covidnet.metrics import summarise
-from covidnet.predict import Predictor, load
+from covidnet.predict import Outputs, Predictor, load
 from covidnet.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe, with_image
 
 BATCH = 64
@@ -55,7 +55,8 @@ def evaluate(
     calibrated = []
     for name in backbones:
         predictor = load(name, weights_dir=weights_dir)
-        logits, features = forward_all(predictor, scans)
+        outputs = forward_all(predictor, scans)
+        logits = outputs.logits
         probabilities = torch.softmax(logits / predictor.card.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
         metrics = summarise(probabilities, labels)
@@ -68,9 +69,9 @@ def evaluate(
         metrics["temperature"] = predictor.card.temperature
         if shortcuts:
             metrics["shortcuts"] = _shortcut_checks(
-                predictor, scans, kept, labels, metrics["accuracy"]["value"], features.numpy()
+                predictor, scans, kept, labels, metrics["accuracy"]["value"], outputs.features.numpy()
             )
-        metrics["gate"] = _gate_flags(predictor, scans, features)
+        metrics["gate"] = _gate_flags(predictor, scans, outputs)
         report["backbones"][name] = metrics
         calibrated.append(probabilities)
     report["ensemble"] = summarise(np.mean(calibrated, axis=0), labels)
@@ -78,18 +79,22 @@ def evaluate(
     return report
 
 
-def forward_all(predictor: Predictor, scans: list[Scan]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and penultimate features for every scan, in batches."""
+def forward_all(predictor: Predictor, scans: list[Scan]) -> Outputs:
+    """Logits, penultimate features and gate statistics for every scan, in batches."""
     batches = range(0, len(scans), BATCH)
-    outputs = [predictor.forward_batch(scans[i : i + BATCH]) for i in tqdm(batches, desc=predictor.backbone)]
-    return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+    parts = [predictor.forward_batch(scans[i : i + BATCH]) for i in tqdm(batches, desc=predictor.backbone)]
+    return Outputs(
+        torch.cat([p.logits for p in parts]),
+        torch.cat([p.features for p in parts]),
+        [torch.cat([p.stages[k] for p in parts]) for k in range(len(parts[0].stages))],
+    )
 
 
-def _gate_flags(predictor: Predictor, scans: list[Scan], features: torch.Tensor) -> dict:
+def _gate_flags(predictor: Predictor, scans: list[Scan], outputs: Outputs) -> dict:
     """How many scans the chest X-ray gate flags."""
-    distances = predictor.gate_distances(features)
+    scores = predictor.gate_scores(outputs)
     reasons = [
-        screen(scan, None if distances is None else float(distances[i]), predictor.gate) for i, scan in enumerate(scans)
+        screen(scan, None if scores is None else float(scores[i]), predictor.gate) for i, scan in enumerate(scans)
     ]
     flagged = sum(bool(r) for r in reasons)
     return {"fitted": predictor.gate is not None, "flagged": flagged, "flagged_share": flagged / len(scans)}
@@ -105,7 +110,7 @@ def _shortcut_checks(
 ) -> dict:
     def accuracy_with(mask) -> float:
         masked = [with_image(s, mask(s.image)) for s in scans]
-        return float((forward_all(predictor, masked)[0].argmax(1).numpy() == labels).mean())
+        return float((forward_all(predictor, masked).logits.argmax(1).numpy() == labels).mean())
 
     chance = float(np.bincount(labels, minlength=len(CLASSES)).max() / len(labels))
     return {

@@ -5,8 +5,10 @@ anything else mean nothing.
 Checks, cheapest first:
 1. colour: a radiograph is grey; many clearly coloured pixels mean a photograph, drawing or screenshot;
 2. blank: a nearly uniform image holds no anatomy;
-3. feature distance: the Mahalanobis distance of the backbone's penultimate features from those of the
-   training images, above a threshold set on the validation split (its ``GATE_QUANTILE`` quantile).
+3. feature distance: for each of the backbone's first three stages, the Mahalanobis distance of its
+   per-channel mean and standard deviation from those of the training images (Lee et al. 2018), each
+   divided by its ``GATE_QUANTILE`` quantile on the validation split; the largest of them is the score,
+   and the gate's limit is that score's ``GATE_QUANTILE`` quantile on the validation split.
 """
 
 from __future__ import annotations
@@ -24,41 +26,61 @@ from covidnet.imaging import Scan
 COLOUR_SATURATION = 0.25  # HSV saturation above which a pixel counts as coloured
 COLOUR_PIXELS = 0.02  # more than this share of coloured pixels: a colour picture
 FLAT_STD = 6.0  # grey levels (of 255): below this the image is essentially uniform
-GATE_QUANTILE = 0.99  # share of validation X-rays whose feature distance passes the gate
+GATE_QUANTILE = 0.99  # share of validation X-rays that pass each stage and the whole gate
 CODE = "not_chest_xray"
+
+
+def stage_statistics(output: torch.Tensor) -> torch.Tensor:
+    """Per-channel spatial mean and standard deviation of a stage's output: (N, 2·C)."""
+    flat = output.detach().float().flatten(2)
+    return torch.cat([flat.mean(2), flat.std(2)], 1)
 
 
 @dataclass(frozen=True)
 class FeatureGate:
-    """Mean and shrunk inverse covariance of the training images' features, and the distance limit."""
+    """Per stage: the training images' mean and shrunk inverse covariance, and a validation scale."""
 
-    mean: torch.Tensor
-    precision: torch.Tensor
+    means: tuple[torch.Tensor, ...]
+    precisions: tuple[torch.Tensor, ...]
+    scales: tuple[float, ...]
     threshold: float
 
-    def distance(self, features: torch.Tensor) -> torch.Tensor:
-        """Mahalanobis distance of each row of ``features`` from the training images."""
-        centred = features.double() - self.mean
-        return ((centred @ self.precision) * centred).sum(1).clamp(min=0).sqrt()
+    def score(self, stages: list[torch.Tensor]) -> torch.Tensor:
+        """The largest scaled Mahalanobis distance over the stages, one per image."""
+        distances = []
+        for stats, mean, precision, scale in zip(stages, self.means, self.precisions, self.scales, strict=True):
+            centred = stats.double() - mean
+            distances.append(((centred @ precision) * centred).sum(1).clamp(min=0).sqrt() / scale)
+        return torch.stack(distances).amax(0)
 
 
-def fit_gate(train_features: np.ndarray, val_features: np.ndarray, *, quantile: float = GATE_QUANTILE) -> FeatureGate:
-    """A gate from training features, with the threshold at ``quantile`` of the validation distances."""
+def fit_gate(train: list[np.ndarray], val: list[np.ndarray], *, quantile: float = GATE_QUANTILE) -> FeatureGate:
+    """A gate from per-stage statistics of training images, scaled and thresholded on validation ones."""
     from sklearn.covariance import LedoitWolf
 
-    estimate = LedoitWolf().fit(train_features)
-    gate = FeatureGate(
-        mean=torch.from_numpy(estimate.location_).double(),
-        precision=torch.from_numpy(estimate.precision_).double(),
-        threshold=float("inf"),
-    )
-    distances = gate.distance(torch.from_numpy(val_features)).numpy()
-    return FeatureGate(gate.mean, gate.precision, float(np.quantile(distances, quantile)))
+    means, precisions, scales = [], [], []
+    for train_stats, val_stats in zip(train, val, strict=True):
+        estimate = LedoitWolf().fit(train_stats)
+        mean, precision = torch.from_numpy(estimate.location_), torch.from_numpy(estimate.precision_)
+        centred = torch.from_numpy(val_stats).double() - mean
+        distances = ((centred @ precision) * centred).sum(1).clamp(min=0).sqrt().numpy()
+        means.append(mean)
+        precisions.append(precision)
+        scales.append(float(np.quantile(distances, quantile)))
+    unthresholded = FeatureGate(tuple(means), tuple(precisions), tuple(scales), float("inf"))
+    scores = unthresholded.score([torch.from_numpy(v) for v in val]).numpy()
+    return FeatureGate(tuple(means), tuple(precisions), tuple(scales), float(np.quantile(scores, quantile)))
 
 
 def save_gate(gate: FeatureGate, path: Path) -> str:
-    """Write the gate's tensors to ``path``; return the file's sha256."""
-    torch.save({"mean": gate.mean, "precision": gate.precision, "threshold": torch.tensor(gate.threshold)}, path)
+    """Write the gate's tensors (precision matrices as float32) to ``path``; return its sha256."""
+    state = {
+        "means": [m.float() for m in gate.means],
+        "precisions": [p.float() for p in gate.precisions],
+        "scales": torch.tensor(gate.scales),
+        "threshold": torch.tensor(gate.threshold),
+    }
+    torch.save(state, path)
     return sha256_of(path)
 
 
@@ -67,7 +89,12 @@ def load_gate(path: Path, sha256: str) -> FeatureGate:
     if not path.exists() or sha256_of(path) != sha256:
         raise CheckpointError(f"{path.name} is missing or does not match its sha256 in the card; it was not loaded.")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return FeatureGate(state["mean"], state["precision"], float(state["threshold"]))
+    return FeatureGate(
+        means=tuple(m.double() for m in state["means"]),
+        precisions=tuple(p.double() for p in state["precisions"]),
+        scales=tuple(state["scales"].tolist()),
+        threshold=float(state["threshold"]),
+    )
 
 
 def colour_share(scan: Scan) -> float:
@@ -78,7 +105,7 @@ def colour_share(scan: Scan) -> float:
     return float((saturation > COLOUR_SATURATION).mean())
 
 
-def screen(scan: Scan, distance: float | None, gate: FeatureGate | None) -> list[dict[str, str]]:
+def screen(scan: Scan, score: float | None, gate: FeatureGate | None) -> list[dict[str, str]]:
     """The gate's warnings for one scan (empty when it looks like a chest X-ray)."""
     share = colour_share(scan)
     if share > COLOUR_PIXELS:
@@ -87,12 +114,12 @@ def screen(scan: Scan, distance: float | None, gate: FeatureGate | None) -> list
     spread = float(np.asarray(scan.image, dtype=np.float32).std())
     if spread < FLAT_STD:
         return [_warning("this image is blank or nearly uniform: there is no anatomy to analyse")]
-    if gate is not None and distance is not None and distance > gate.threshold:
+    if gate is not None and score is not None and score > gate.threshold:
         return [
             _warning(
-                "this does not look like a frontal chest X-ray the model has learned: its features are further from "
-                f"the training X-rays than {GATE_QUANTILE:.0%} of validation X-rays (distance {distance:.0f}, "
-                f"limit {gate.threshold:.0f})"
+                "this does not look like a frontal chest X-ray the model has learned: its image statistics are "
+                f"further from the training X-rays than those of {GATE_QUANTILE:.0%} of validation X-rays "
+                f"(score {score:.1f}, limit {gate.threshold:.1f})"
             )
         ]
     return []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from covidnet.backbones import get_spec
 from covidnet.cards import ModelCard, read_card, write_card
 from covidnet.checkpoints import checkpoint_paths
 from covidnet.data import Record
@@ -17,9 +18,9 @@ from covidnet.predict import Predictor
 
 def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record], weights_dir: Path) -> ModelCard:
     """Fit, save and record ``predictor``'s gate; return the updated card."""
-    train_features = forward_all(predictor, [read_scan(r.path) for r in train])[1].numpy()
-    val_features = forward_all(predictor, [read_scan(r.path) for r in val])[1].numpy()
-    gate = fit_gate(train_features, val_features)
+    train_stages = forward_all(predictor, [read_scan(r.path) for r in train]).stages
+    val_stages = forward_all(predictor, [read_scan(r.path) for r in val]).stages
+    gate = fit_gate([s.numpy() for s in train_stages], [s.numpy() for s in val_stages])
     path = Path(weights_dir) / f"{predictor.backbone}.gate.pt"
     _, card_path = checkpoint_paths(predictor.backbone, weights_dir)
     card = dataclasses.replace(
@@ -29,8 +30,9 @@ def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record]
             "sha256": save_gate(gate, path),
             "threshold": gate.threshold,
             "quantile": GATE_QUANTILE,
-            "fitted_on": f"penultimate features of {len(train)} training images (Ledoit-Wolf covariance)",
-            "threshold_from": f"{GATE_QUANTILE:.0%} quantile of {len(val)} validation images' distances",
+            "stages": list(get_spec(predictor.backbone).gate_layers),
+            "fitted_on": f"per-channel mean and std of each stage, {len(train)} training images (Ledoit-Wolf)",
+            "threshold_from": f"{GATE_QUANTILE:.0%} quantiles on {len(val)} validation images",
             "colour": {"saturation": COLOUR_SATURATION, "max_share": COLOUR_PIXELS},
             "flat_std": FLAT_STD,
         },

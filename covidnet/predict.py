@@ -10,7 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,14 +20,22 @@ from PIL import Image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from covidnet.backbones import cam_layer, get_spec, head
+from covidnet.backbones import cam_layer, get_spec, head, submodule
 from covidnet.cards import ModelCard
 from covidnet.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.errors import CovidNetError
 from covidnet.explain import cam_class, overlay, resize_heatmap
-from covidnet.gate import FeatureGate, load_gate, screen
+from covidnet.gate import FeatureGate, load_gate, screen, stage_statistics
 from covidnet.imaging import Scan, ScanSource, read_scan
 from covidnet.preprocessing import build_transform
+
+
+class Outputs(NamedTuple):
+    """What one forward pass gives besides the heatmap."""
+
+    logits: torch.Tensor
+    features: torch.Tensor  # the head's input
+    stages: list[torch.Tensor]  # statistics of the gate's stages, in registry order
 
 
 @dataclass(frozen=True)
@@ -59,13 +69,23 @@ class Predictor:
         self._lock = threading.Lock()
         spec = get_spec(card.backbone)
         self._cam_layer = cam_layer(self.model, spec)
+        # Set by hooks during each forward pass, and read only under self._lock: the head's input (the
+        # penultimate features) and the statistics of the stages the chest X-ray gate models.
         self._features = torch.empty(0)
+        self._stages: dict[int, torch.Tensor] = {}
         head(self.model, spec).register_forward_hook(self._keep_features)
+        for k, layer in enumerate(spec.gate_layers):
+            submodule(self.model, layer).register_forward_hook(partial(self._keep_stage, k))
         _prepare_for_cheap_backward(self.model, self._cam_layer)
 
     def _keep_features(self, _module: nn.Module, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
-        # The head's input: the penultimate features, read by the gate (only ever under self._lock).
         self._features = args[0].detach().flatten(1)
+
+    def _keep_stage(self, index: int, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        self._stages[index] = stage_statistics(output)
+
+    def _outputs(self, logits: torch.Tensor) -> Outputs:
+        return Outputs(logits.detach(), self._features, [self._stages[k] for k in sorted(self._stages)])
 
     @property
     def backbone(self) -> str:
@@ -86,17 +106,17 @@ class Predictor:
 
     def predict_batch(self, scans: list[Scan]) -> list[dict[str, float]]:
         """Calibrated probabilities for many scans in one forward pass."""
-        return self.probabilities(self.forward_batch(scans)[0])
+        return self.probabilities(self.forward_batch(scans).logits)
 
-    def forward_batch(self, scans: list[Scan]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw logits and penultimate features for many scans, from one forward pass."""
+    def forward_batch(self, scans: list[Scan]) -> Outputs:
+        """Raw logits, penultimate features and stage statistics for many scans, from one forward pass."""
         batch = torch.cat([self.tensor(s) for s in scans])
         with self._lock, torch.inference_mode():
-            return self.model(batch), self._features
+            return self._outputs(self.model(batch))
 
-    def gate_distances(self, features: torch.Tensor) -> torch.Tensor | None:
-        """The gate's feature distance for each row of ``features`` (None without a gate)."""
-        return None if self.gate is None else self.gate.distance(features)
+    def gate_scores(self, outputs: Outputs) -> torch.Tensor | None:
+        """The gate's score for each scan of a forward pass (None without a gate)."""
+        return None if self.gate is None else self.gate.score(outputs.stages)
 
     def analyze(
         self,
@@ -118,15 +138,15 @@ class Predictor:
         grid = None
         if method is None:
             with self._lock, torch.inference_mode():
-                logits, features = self.model(x), self._features
+                outputs = self._outputs(self.model(x))
         else:
             with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
                 grid = explainer(input_tensor=x, targets=targets)[0]
-                logits, features = explainer.outputs, self._features
-        probabilities = self.probabilities(logits)[0]
+                outputs = self._outputs(explainer.outputs)
+        probabilities = self.probabilities(outputs.logits)[0]
         prediction = max(probabilities, key=probabilities.get)
         heatmap = resize_heatmap(grid, scan.image.size) if grid is not None else None
-        distances = self.gate_distances(features)
+        scores = self.gate_scores(outputs)
         return Analysis(
             backbone=self.backbone,
             probabilities=probabilities,
@@ -136,7 +156,7 @@ class Predictor:
             overlay=overlay(scan.image, heatmap, opacity=opacity) if heatmap is not None else None,
             cam=cam,
             seconds=time.perf_counter() - started,
-            warnings=[*scan.warnings, *screen(scan, None if distances is None else float(distances[0]), self.gate)],
+            warnings=[*scan.warnings, *screen(scan, None if scores is None else float(scores[0]), self.gate)],
         )
 
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import covidnet
+from covidnet.checkpoints import load_checkpoint
 from covidnet.gate import CODE, FeatureGate, fit_gate, load_gate, save_gate, screen
 from covidnet.predict import Predictor
 
@@ -34,20 +35,26 @@ def test_a_blank_image_is_flagged_and_a_real_xray_is_not(real_scans):
         assert screen(covidnet.read_scan(path), None, None) == []
 
 
-def test_gate_threshold_passes_the_chosen_share_of_validation_features():
+def test_gate_passes_the_chosen_share_of_validation_images_and_flags_outliers():
     rng = np.random.default_rng(0)
-    train, val = rng.normal(size=(2000, 8)), rng.normal(size=(1000, 8))
+    train = [rng.normal(size=(2000, 8)), rng.normal(size=(2000, 4))]
+    val = [rng.normal(size=(1000, 8)), rng.normal(size=(1000, 4))]
     gate = fit_gate(train, val, quantile=0.95)
-    assert (gate.distance(torch.from_numpy(val)) <= gate.threshold).float().mean() == pytest.approx(0.95, abs=0.002)
-    assert gate.distance(torch.full((1, 8), 10.0))[0] > gate.threshold
-    assert gate.distance(torch.zeros(1, 8))[0] < gate.distance(torch.ones(1, 8))[0]
+    passed = gate.score([torch.from_numpy(v) for v in val]) <= gate.threshold
+    assert passed.double().mean() == pytest.approx(0.95, abs=0.002)
+    outlier_in_second_stage = [torch.zeros(1, 8), torch.full((1, 4), 6.0)]
+    assert gate.score(outlier_in_second_stage)[0] > gate.threshold
+    assert gate.score([torch.zeros(1, 8), torch.zeros(1, 4)])[0] < gate.threshold
 
 
 def test_gate_file_is_verified_before_loading(tmp_path):
-    gate = FeatureGate(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64), 3.0)
+    rng = np.random.default_rng(1)
+    gate = fit_gate([rng.normal(size=(200, 4))], [rng.normal(size=(100, 4))])
     path = tmp_path / "g.pt"
     sha = save_gate(gate, path)
-    assert load_gate(path, sha).threshold == 3.0
+    loaded = load_gate(path, sha)
+    probe = [torch.from_numpy(rng.normal(size=(5, 4)))]
+    assert torch.allclose(loaded.score(probe), gate.score(probe), rtol=1e-5)
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -56,17 +63,22 @@ def test_gate_file_is_verified_before_loading(tmp_path):
 
 
 def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
-    shared = covidnet.load("resnet18", weights_dir=weights_dir)
-    width = shared.model.fc.in_features
-    identity = torch.eye(width, dtype=torch.float64)
-    closed = Predictor(shared.model, shared.card, FeatureGate(torch.zeros(width, dtype=torch.float64), identity, -1.0))
-    opened = dataclasses.replace(closed.gate, threshold=float("inf"))
+    model, card = load_checkpoint("resnet18", weights_dir)
+    widths = [128, 256, 512]  # mean and std of resnet18's layer1..layer3 channels
+    gate = FeatureGate(
+        tuple(torch.zeros(w, dtype=torch.float64) for w in widths),
+        tuple(torch.eye(w, dtype=torch.float64) for w in widths),
+        (1.0, 1.0, 1.0),
+        -1.0,
+    )
+    closed = Predictor(model, card, gate)
+    opened = Predictor(load_checkpoint("resnet18", weights_dir)[0], card, dataclasses.replace(gate, threshold=1e9))
     for cam in ("gradcam", None):
         flagged = closed.analyze(real_scans[0], cam=cam)
         assert [w["code"] for w in flagged.warnings] == [CODE] and "frontal chest X-ray" in flagged.warnings[0][
             "message"
         ]
-        assert Predictor(shared.model, shared.card, opened).analyze(real_scans[0], cam=cam).warnings == []
+        assert opened.analyze(real_scans[0], cam=cam).warnings == []
     assert closed.analyze(real_scans[0], cam=None).heatmap is None
 
 
