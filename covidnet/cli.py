@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from covidnet.backbones import backbones, get_spec
-from covidnet.checkpoints import default_weights_dir, verify_checkpoint
+from covidnet.checkpoints import default_weights_dir, load_checkpoint, trained_backbones, verify_checkpoint
 from covidnet.classes import CLASSES, display_name
 from covidnet.errors import CheckpointError, CovidNetError
 from covidnet.explain import cam_methods
@@ -221,8 +221,14 @@ def _run_fit_gate(args: argparse.Namespace) -> int:
     from covidnet.train import split_records
 
     parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
-    for predictor in _predictors(args.backbone, args.weights_dir):
-        card = fit_from_splits(predictor, parts["train"], parts["val"], args.weights_dir or default_weights_dir())
+    folder = args.weights_dir or default_weights_dir()
+    names = backbones() if args.backbone == "all" else [get_spec(args.backbone).name]
+    for name in names:
+        if name not in trained_backbones(folder):
+            print(f"covidnet: skipping {name}: no trained weights", file=sys.stderr)
+            continue
+        predictor = Predictor(*load_checkpoint(name, folder))  # without any earlier gate
+        card = fit_from_splits(predictor, parts["train"], parts["val"], folder)
         print(f"{predictor.backbone}: gate threshold {card.gate['threshold']:.1f} (fitted on {card.gate['fitted_on']})")
     return EXIT_OK
 

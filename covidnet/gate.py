@@ -61,7 +61,8 @@ def fit_gate(train: list[np.ndarray], val: list[np.ndarray], *, quantile: float 
     means, precisions, scales = [], [], []
     for train_stats, val_stats in zip(train, val, strict=True):
         estimate = LedoitWolf().fit(train_stats)
-        mean, precision = torch.from_numpy(estimate.location_), torch.from_numpy(estimate.precision_)
+        mean = torch.from_numpy(estimate.location_).double()
+        precision = torch.from_numpy(estimate.precision_).double()
         centred = torch.from_numpy(val_stats).double() - mean
         distances = ((centred @ precision) * centred).sum(1).clamp(min=0).sqrt().numpy()
         means.append(mean)
@@ -89,12 +90,15 @@ def load_gate(path: Path, sha256: str) -> FeatureGate:
     if not path.exists() or sha256_of(path) != sha256:
         raise CheckpointError(f"{path.name} is missing or does not match its sha256 in the card; it was not loaded.")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return FeatureGate(
-        means=tuple(m.double() for m in state["means"]),
-        precisions=tuple(p.double() for p in state["precisions"]),
-        scales=tuple(state["scales"].tolist()),
-        threshold=float(state["threshold"]),
-    )
+    try:
+        return FeatureGate(
+            means=tuple(m.double() for m in state["means"]),
+            precisions=tuple(p.double() for p in state["precisions"]),
+            scales=tuple(state["scales"].tolist()),
+            threshold=float(state["threshold"]),
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{path.name} is not a gate file of this CovidNet version; refit it.") from None
 
 
 def colour_share(scan: Scan) -> float:

@@ -37,8 +37,8 @@ def test_a_blank_image_is_flagged_and_a_real_xray_is_not(real_scans):
 
 def test_gate_passes_the_chosen_share_of_validation_images_and_flags_outliers():
     rng = np.random.default_rng(0)
-    train = [rng.normal(size=(2000, 8)), rng.normal(size=(2000, 4))]
-    val = [rng.normal(size=(1000, 8)), rng.normal(size=(1000, 4))]
+    train = [rng.normal(size=(2000, 8)).astype(np.float32), rng.normal(size=(2000, 4)).astype(np.float32)]
+    val = [rng.normal(size=(1000, 8)).astype(np.float32), rng.normal(size=(1000, 4)).astype(np.float32)]
     gate = fit_gate(train, val, quantile=0.95)
     passed = gate.score([torch.from_numpy(v) for v in val]) <= gate.threshold
     assert passed.double().mean() == pytest.approx(0.95, abs=0.002)
