@@ -29,7 +29,7 @@ def main() -> None:
     weights, note = weights_folder()
     scan = covidnet.read_scan(scans(1)[0])
     rows: dict[str, dict[str, float]] = {}
-    for name in covidnet.backbones():
+    for name in covidnet.trained_backbones(weights):
         baseline = fresh(name, weights)
         x = baseline.tensor(scan)
         last = fresh(name, weights)
@@ -46,7 +46,7 @@ def main() -> None:
         row["analyze_1_thread"] = median_seconds(lambda m=baseline: m.analyze(scan))
         torch.set_num_threads(threads)
         rows[name] = row
-    models = [fresh(n, weights) for n in covidnet.backbones()]
+    models = [fresh(n, weights) for n in covidnet.trained_backbones(weights)]
     compare = {
         "sequential": median_seconds(lambda: [m.analyze(scan) for m in models]),
         "parallel_threads": median_seconds(lambda: _parallel(models, scan)),

@@ -74,7 +74,7 @@ def scans(count: int) -> list[Path]:
 def per_backbone(weights: Path, scan_path: Path) -> dict:
     scan = covidnet.read_scan(scan_path)
     rows = {}
-    for name in covidnet.backbones():
+    for name in covidnet.trained_backbones(weights):
         model = covidnet.load(name, weights_dir=weights)
         plain = build_model(name).eval()
         plain.load_state_dict(model.model.state_dict())
@@ -121,7 +121,7 @@ def seed_style_request(name: str, weights: Path, scan_path: Path) -> None:
 
 def compare_page(weights: Path, scan_path: Path) -> dict:
     scan = covidnet.read_scan(scan_path)
-    models = [covidnet.load(name, weights_dir=weights) for name in covidnet.backbones()]
+    models = [covidnet.load(name, weights_dir=weights) for name in covidnet.trained_backbones(weights)]
     seconds = median_seconds(lambda: [m.analyze(scan) for m in models])
     return {"backbones": len(models), "seconds": seconds}
 
@@ -148,7 +148,7 @@ def rss_mb():
         return int(f.read().split()[1]) * 4096 / 2**20
 import covidnet
 baseline = rss_mb()
-for name in covidnet.backbones():
+for name in covidnet.trained_backbones(sys.argv[1]):
     covidnet.load(name, weights_dir=sys.argv[1]).analyze(sys.argv[2])
 print(baseline, rss_mb())
 """

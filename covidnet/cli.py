@@ -117,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--backbone", default="all", help="a backbone name, or 'all' with weights (default)")
     gate.add_argument("--data", type=Path, default=DEFAULT_DATA)
     gate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    gate.add_argument(
+        "--shared-from",
+        default=None,
+        metavar="NAME",
+        help="give every backbone the gate of this one (fitted first) instead of its own",
+    )
     gate.set_defaults(run=_run_fit_gate)
 
     corpus = commands.add_parser("gate-report", help="measure the chest X-ray gate on 150+ images that are not X-rays")
@@ -217,14 +223,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _run_fit_gate(args: argparse.Namespace) -> int:
     from covidnet.data import read_metadata
-    from covidnet.gate_fitting import fit_from_splits
+    from covidnet.gate_fitting import fit_from_splits, share_gate
     from covidnet.train import split_records
 
     parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
     folder = args.weights_dir or default_weights_dir()
     names = backbones() if args.backbone == "all" else [get_spec(args.backbone).name]
+    trained = trained_backbones(folder)
+    if args.shared_from:
+        keeper = fit_from_splits(
+            Predictor(*load_checkpoint(args.shared_from, folder)), parts["train"], parts["val"], folder
+        )
+        for name in [n for n in names if n in trained and n != args.shared_from]:
+            share_gate(keeper, name, folder)
+            print(f"{name}: uses the gate of {args.shared_from}")
+        return EXIT_OK
     for name in names:
-        if name not in trained_backbones(folder):
+        if name not in trained:
             print(f"covidnet: skipping {name}: no trained weights", file=sys.stderr)
             continue
         predictor = Predictor(*load_checkpoint(name, folder))  # without any earlier gate
@@ -250,6 +265,7 @@ def _run_gate_report(args: argparse.Namespace) -> int:
         )
         report["backbones"][predictor.backbone] = {
             "gate_fitted": predictor.gate is not None,
+            "gate_of": predictor.gatekeeper.backbone if predictor.gatekeeper else predictor.backbone,
             "flagged_share": sum(flagged.values()) / len(corpus),
             "flagged_share_by_kind": {kind: flagged[kind] / n for kind, n in kinds.items()},
         }

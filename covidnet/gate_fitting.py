@@ -30,6 +30,7 @@ def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record]
             "sha256": save_gate(gate, path),
             "threshold": gate.threshold,
             "quantile": GATE_QUANTILE,
+            "backbone": predictor.backbone,
             "stages": list(get_spec(predictor.backbone).gate_layers),
             "fitted_on": f"per-channel mean and std of each stage, {len(train)} training images (Ledoit-Wolf)",
             "threshold_from": f"{GATE_QUANTILE:.0%} quantiles on {len(val)} validation images",
@@ -37,5 +38,13 @@ def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record]
             "flat_std": FLAT_STD,
         },
     )
+    write_card(card, card_path)
+    return card
+
+
+def share_gate(keeper: ModelCard, backbone: str, weights_dir: Path) -> ModelCard:
+    """Give ``backbone`` the gate recorded in ``keeper`` (another backbone's card); return its new card."""
+    _, card_path = checkpoint_paths(backbone, weights_dir)
+    card = dataclasses.replace(read_card(card_path), gate=dict(keeper.gate))
     write_card(card, card_path)
     return card

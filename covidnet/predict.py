@@ -27,7 +27,7 @@ from covidnet.errors import CovidNetError
 from covidnet.explain import cam_class, overlay, resize_heatmap
 from covidnet.gate import FeatureGate, load_gate, screen, stage_statistics
 from covidnet.imaging import Scan, ScanSource, read_scan
-from covidnet.preprocessing import build_transform
+from covidnet.preprocessing import build_transform, same_preprocessing
 
 
 class Outputs(NamedTuple):
@@ -61,9 +61,16 @@ class Predictor:
     ``self._lock``. With 2 CPU cores, PyTorch's own threads already use the machine during a pass.
     """
 
-    def __init__(self, model: nn.Module, card: ModelCard, gate: FeatureGate | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, card: ModelCard, gate: FeatureGate | None = None, gatekeeper: Predictor | None = None
+    ) -> None:
+        """``gate`` models the stages of ``gatekeeper`` (another backbone's predictor) when one is given,
+        else this model's own; the gatekeeper must preprocess exactly as this model does."""
+        if gatekeeper is not None and not same_preprocessing(gatekeeper.card, card):
+            raise CovidNetError(f"{gatekeeper.backbone}'s gate needs the same preprocessing as {card.backbone}.")
         self.card = card
         self.gate = gate
+        self.gatekeeper = gatekeeper
         self.model = model.eval()
         self._transform = build_transform(card)
         self._lock = threading.Lock()
@@ -84,8 +91,10 @@ class Predictor:
     def _keep_stage(self, index: int, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
         self._stages[index] = stage_statistics(output)
 
-    def _outputs(self, logits: torch.Tensor) -> Outputs:
-        return Outputs(logits.detach(), self._features, [self._stages[k] for k in sorted(self._stages)])
+    def _outputs(self, logits: torch.Tensor, x: torch.Tensor) -> Outputs:
+        own = [self._stages[k] for k in sorted(self._stages)]
+        stages = own if self.gatekeeper is None else self.gatekeeper.forward_tensor(x).stages
+        return Outputs(logits.detach(), self._features, stages)
 
     @property
     def backbone(self) -> str:
@@ -110,9 +119,12 @@ class Predictor:
 
     def forward_batch(self, scans: list[Scan]) -> Outputs:
         """Raw logits, penultimate features and stage statistics for many scans, from one forward pass."""
-        batch = torch.cat([self.tensor(s) for s in scans])
+        return self.forward_tensor(torch.cat([self.tensor(s) for s in scans]))
+
+    def forward_tensor(self, batch: torch.Tensor) -> Outputs:
+        """``forward_batch`` for an already preprocessed batch."""
         with self._lock, torch.inference_mode():
-            return self._outputs(self.model(batch))
+            return self._outputs(self.model(batch), batch)
 
     def gate_scores(self, outputs: Outputs) -> torch.Tensor | None:
         """The gate's score for each scan of a forward pass (None without a gate)."""
@@ -138,11 +150,11 @@ class Predictor:
         grid = None
         if method is None:
             with self._lock, torch.inference_mode():
-                outputs = self._outputs(self.model(x))
+                outputs = self._outputs(self.model(x), x)
         else:
             with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
                 grid = explainer(input_tensor=x, targets=targets)[0]
-                outputs = self._outputs(explainer.outputs)
+                outputs = self._outputs(explainer.outputs, x)
         probabilities = self.probabilities(outputs.logits)[0]
         prediction = max(probabilities, key=probabilities.get)
         heatmap = resize_heatmap(grid, scan.image.size) if grid is not None else None
@@ -184,7 +196,7 @@ def _as_scan(scan: Scan | ScanSource) -> Scan:
 
 
 _cache: dict[tuple[str, Path], Predictor] = {}
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()  # re-entered when a backbone's gate lives with another backbone
 
 
 def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
@@ -197,5 +209,7 @@ def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
         if (name, folder) not in _cache:
             model, card = load_checkpoint(name, folder)
             gate = load_gate(folder / card.gate["file"], card.gate["sha256"]) if card.gate else None
-            _cache[(name, folder)] = Predictor(model, card, gate)
+            keeper = card.gate.get("backbone", name) if card.gate else name
+            gatekeeper = load(keeper, weights_dir=folder) if keeper != name else None
+            _cache[(name, folder)] = Predictor(model, card, gate, gatekeeper)
         return _cache[(name, folder)]

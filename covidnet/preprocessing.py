@@ -36,3 +36,9 @@ def build_transform(card: ModelCard, *, augment: Callable | None = None) -> Tran
         v2.Normalize(list(card.normalisation["mean"]), list(card.normalisation["std"])),
     ]
     return v2.Compose(steps)
+
+
+def same_preprocessing(a: ModelCard, b: ModelCard) -> bool:
+    """Whether two checkpoints turn an image into the same input tensor."""
+    fields = ("input_size", "channels", "normalisation", "resize")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)

@@ -111,3 +111,34 @@ def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
     test = split_records(read_metadata(CXR_ROOT / "metadata.csv"), SHIPPED / "split.csv")["test"][::4]
     real = sum(any(w["code"] == CODE for w in model.analyze(r.path, cam=None).warnings) for r in test)
     assert real / len(test) <= 0.02
+
+
+def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_path):
+    """The gate belongs to the input, so densenet121 may be screened by resnet18's stages."""
+    import shutil
+
+    from covidnet.cards import read_card
+    from covidnet.checkpoints import checkpoint_paths
+    from covidnet.gate_fitting import share_gate
+
+    for name in ("resnet18", "densenet121"):
+        for path in checkpoint_paths(name, weights_dir):
+            shutil.copy(path, tmp_path / path.name)
+    widths = [128, 256, 512]  # resnet18's layer1..layer3, mean and std
+    closed = FeatureGate(
+        tuple(torch.zeros(w, dtype=torch.float64) for w in widths),
+        tuple(torch.eye(w, dtype=torch.float64) for w in widths),
+        (1.0, 1.0, 1.0),
+        -1.0,
+    )
+    sha = save_gate(closed, tmp_path / "resnet18.gate.pt")
+    keeper = dataclasses.replace(
+        read_card(checkpoint_paths("resnet18", tmp_path)[1]),
+        gate={"file": "resnet18.gate.pt", "sha256": sha, "backbone": "resnet18"},
+    )
+    share_gate(keeper, "densenet121", tmp_path)
+    densenet = covidnet.load("densenet121", weights_dir=tmp_path)
+    assert densenet.gatekeeper is covidnet.load("resnet18", weights_dir=tmp_path)
+    result = densenet.analyze(real_scans[0], cam=None)
+    assert [w["code"] for w in result.warnings] == [CODE]
+    assert len(densenet.forward_batch([covidnet.read_scan(real_scans[1])]).stages) == len(widths)
