@@ -80,6 +80,7 @@ class Predictor:
         # penultimate features) and the statistics of the stages the chest X-ray gate models.
         self._features = torch.empty(0)
         self._stages: dict[int, torch.Tensor] = {}
+        self._collect_stages = False  # stage statistics cost time; only the gate needs them
         head(self.model, spec).register_forward_hook(self._keep_features)
         for k, layer in enumerate(spec.gate_layers):
             submodule(self.model, layer).register_forward_hook(partial(self._keep_stage, k))
@@ -89,12 +90,21 @@ class Predictor:
         self._features = args[0].detach().flatten(1)
 
     def _keep_stage(self, index: int, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
-        self._stages[index] = stage_statistics(output)
+        if self._collect_stages:
+            self._stages[index] = stage_statistics(output)
 
-    def _outputs(self, logits: torch.Tensor, x: torch.Tensor) -> Outputs:
-        own = [self._stages[k] for k in sorted(self._stages)]
-        stages = own if self.gatekeeper is None else self.gatekeeper.forward_tensor(x).stages
-        return Outputs(logits.detach(), self._features, stages)
+    def _start_pass(self, stages: bool) -> None:
+        # Own stage statistics are needed only when the gate models this backbone's own stages.
+        self._collect_stages = stages and self.gatekeeper is None
+
+    def _outputs(self, logits: torch.Tensor, x: torch.Tensor, stages: bool) -> Outputs:
+        if not stages:
+            staged = []
+        elif self.gatekeeper is None:
+            staged = [self._stages[k] for k in sorted(self._stages)]
+        else:
+            staged = self.gatekeeper.forward_tensor(x).stages
+        return Outputs(logits.detach(), self._features, staged)
 
     @property
     def backbone(self) -> str:
@@ -115,16 +125,18 @@ class Predictor:
 
     def predict_batch(self, scans: list[Scan]) -> list[dict[str, float]]:
         """Calibrated probabilities for many scans in one forward pass."""
-        return self.probabilities(self.forward_batch(scans).logits)
+        return self.probabilities(self.forward_batch(scans, stages=False).logits)
 
-    def forward_batch(self, scans: list[Scan]) -> Outputs:
-        """Raw logits, penultimate features and stage statistics for many scans, from one forward pass."""
-        return self.forward_tensor(torch.cat([self.tensor(s) for s in scans]))
+    def forward_batch(self, scans: list[Scan], *, stages: bool = True) -> Outputs:
+        """Raw logits, penultimate features and (with ``stages``) the gate's stage statistics for many
+        scans, from one forward pass (and the gatekeeper's, when the gate is another backbone's)."""
+        return self.forward_tensor(torch.cat([self.tensor(s) for s in scans]), stages=stages)
 
-    def forward_tensor(self, batch: torch.Tensor) -> Outputs:
+    def forward_tensor(self, batch: torch.Tensor, *, stages: bool = True) -> Outputs:
         """``forward_batch`` for an already preprocessed batch."""
         with self._lock, torch.inference_mode():
-            return self._outputs(self.model(batch), batch)
+            self._start_pass(stages)
+            return self._outputs(self.model(batch), batch, stages)
 
     def gate_scores(self, outputs: Outputs) -> torch.Tensor | None:
         """The gate's score for each scan of a forward pass (None without a gate)."""
@@ -147,14 +159,16 @@ class Predictor:
             raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.card.classes)}.")
         targets = None if target is None else [ClassifierOutputTarget(self.card.classes.index(target))]
         x = self.tensor(scan)
-        grid = None
+        grid, stages = None, self.gate is not None
         if method is None:
             with self._lock, torch.inference_mode():
-                outputs = self._outputs(self.model(x), x)
+                self._start_pass(stages)
+                outputs = self._outputs(self.model(x), x, stages)
         else:
             with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
+                self._start_pass(stages)
                 grid = explainer(input_tensor=x, targets=targets)[0]
-                outputs = self._outputs(explainer.outputs, x)
+                outputs = self._outputs(explainer.outputs, x, stages)
         probabilities = self.probabilities(outputs.logits)[0]
         prediction = max(probabilities, key=probabilities.get)
         heatmap = resize_heatmap(grid, scan.image.size) if grid is not None else None
