@@ -43,7 +43,6 @@ def shown_probabilities(at: AppTest) -> list[float]:
 def session(scan: Path, settings: list[tuple[str, str, str]], latencies: list[float], memory: list[float]) -> list:
     """One browser session: upload, then one analysis per (backbone, cam, target) setting."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.session_state["analyse-anyway"] = True  # a scan the gate flags still shows its probabilities
     at.run()
     seen = []
     for k, (backbone, cam, target) in enumerate(settings):
@@ -58,6 +57,9 @@ def session(scan: Path, settings: list[tuple[str, str, str]], latencies: list[fl
         memory.append(rss_mb())
         if at.exception:
             raise RuntimeError(f"{scan.name}: {at.exception}")
+        if not at.get("plotly_chart"):
+            raise RuntimeError(f"{scan.name}, run {k} {backbone}/{cam}/{target}: page shows "
+                               f"{[type(e).__name__ for e in at.main.children.values()]}")
         seen.append(((backbone, cam, target), shown_probabilities(at)))
     return seen
 

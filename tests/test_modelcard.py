@@ -38,7 +38,7 @@ def report(weights: Path, *, lungs_masked: float) -> dict:
 
 def test_model_card_readme_table_and_card_metrics_come_from_the_reports(weights_dir, tmp_path):
     weights = tmp_path / "weights"
-    shutil.copytree(weights_dir, weights)
+    shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
     reports = weights / "reports"
     reports.mkdir()
     (reports / "internal_test.json").write_text(json.dumps(report(weights, lungs_masked=0.9)))
