@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
@@ -31,6 +30,7 @@ from covidnet.checkpoints import count_parameters, load_checkpoint, save_checkpo
 from covidnet.classes import CLASSES
 from covidnet.data import Record, ScanDataset, read_metadata
 from covidnet.errors import CovidNetError
+from covidnet.metrics import macro_auc
 from covidnet.preprocessing import build_transform
 from covidnet.splits import read_split_file
 
@@ -192,11 +192,6 @@ def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device) -
             outputs.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
             labels.append(y)
     return torch.cat(outputs), torch.cat(labels)
-
-
-def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """One-vs-rest AUC averaged over the classes."""
-    return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=range(len(CLASSES))))
 
 
 def _initial_model(config: TrainConfig) -> nn.Module:

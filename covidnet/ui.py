@@ -37,9 +37,9 @@ def trained() -> list[str]:
 
 
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, show_spinner=False)
-def analysis(file_hash: str, backbone: str, cam: str, target: str | None, _data: bytes, _name: str) -> Analysis:
-    """The analysis of one file by one backbone (cached by file hash, not by contents)."""
-    return shared_model(backbone).analyze(covidnet.read_scan(_data, name=_name), cam=cam, target=target)
+def analysis(file_hash: str, backbone: str, cam: str, target: str | None, _scan: covidnet.Scan) -> Analysis:
+    """The analysis of one already-read scan by one backbone (cached by the file's hash, not its contents)."""
+    return shared_model(backbone).analyze(_scan, cam=cam, target=target)
 
 
 def file_hash(data: bytes) -> str:

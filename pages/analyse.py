@@ -27,7 +27,7 @@ data, name = chosen
 try:
     with st.spinner("Analysing…"):
         scan = covidnet.read_scan(data, name=name)
-        result = ui.analysis(ui.file_hash(data), backbone, cam, target, data, name)
+        result = ui.analysis(ui.file_hash(data), backbone, cam, target, scan)
 except covidnet.CovidNetError as error:
     st.error(str(error))
     st.stop()

@@ -17,7 +17,8 @@ if chosen is None:
 data, name = chosen
 try:
     with st.spinner(f"Running {len(names)} backbones…"):
-        results = {b: ui.analysis(ui.file_hash(data), b, cam, None, data, name) for b in names}
+        scan, digest = covidnet.read_scan(data, name=name), ui.file_hash(data)
+        results = {b: ui.analysis(digest, b, cam, None, scan) for b in names}
 except covidnet.CovidNetError as error:
     st.error(str(error))
     st.stop()
