@@ -5,7 +5,8 @@ Medians over repeated runs after a warm-up; every ratio is against a baseline me
   the same torchvision network at the same input size;
 - the Compare page's work (every backbone on one scan);
 - ``covidnet predict`` throughput over 100 scans, with and without heatmaps;
-- cold start (process start → first analysis) and the RSS that loading every backbone adds;
+- cold start (process start → first analysis) and the RSS that loading every backbone adds (the app server's
+  own memory is measured by benchmarks/app_memory.py);
 - the "seed-style" request of typical demos (model loaded per request, one pass for the probabilities and
   another for Grad-CAM) against ours.
 
@@ -153,23 +154,6 @@ for name in covidnet.trained_backbones(sys.argv[1]):
 print(baseline, rss_mb())
 """
 
-APP_PROBE = """
-import sys
-from pathlib import Path
-from streamlit.testing.v1 import AppTest
-scan = Path(sys.argv[2])
-at = AppTest.from_file(sys.argv[1], default_timeout=600)
-at.run()
-at.switch_page("pages/compare.py").run()
-at.file_uploader[0].set_value((scan.name, scan.read_bytes(), "image/jpeg"))
-at.run()
-assert not at.exception, at.exception
-status = open("/proc/self/status").read()
-print(*(int(status.split(key)[1].split()[0]) / 1024 for key in ("VmRSS:", "VmHWM:")))
-"""
-
-TORCH_IMPORT = "import torch, numpy; print(int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024)"
-
 COLD = "import sys, covidnet; covidnet.load('resnet18', weights_dir=sys.argv[1]).analyze(sys.argv[2])"
 
 
@@ -188,32 +172,9 @@ def cold_start_and_memory(weights: Path, scan_path: Path) -> dict:
     }
 
 
-def app_memory(weights: Path, scan_path: Path, cpu_python: str | None) -> dict:
-    """Peak RSS of the app process after a full Compare run (every backbone loaded and run), and the
-    RSS of importing torch with this build and, if given, with a CPU-only build's interpreter."""
-    env = {**os.environ, "COVIDNET_WEIGHTS": str(weights)}
-    out = subprocess.run([sys.executable, "-c", APP_PROBE, str(ROOT / "app.py"), str(scan_path)], env=env,
-                         check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
-    result = {"rss_mb": float(out[0]), "peak_rss_mb": float(out[1])}
-    for label, python in (
-        ("torch_import_rss_mb_this_build", sys.executable),
-        ("torch_import_rss_mb_cpu_build", cpu_python),
-    ):
-        if python:
-            version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                                     text=True, check=True).stdout.strip()  # fmt: skip
-            rss = float(subprocess.run([python, "-c", TORCH_IMPORT], capture_output=True, text=True, check=True).stdout)
-            result[label] = {"torch": version, "rss_mb": rss}
-    if cpu_python:
-        saved = result["torch_import_rss_mb_this_build"]["rss_mb"] - result["torch_import_rss_mb_cpu_build"]["rss_mb"]
-        result["estimated_peak_rss_mb_with_cpu_build"] = result["peak_rss_mb"] - saved
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
-    parser.add_argument("--cpu-python", help="an interpreter with a CPU-only torch, for the import baseline")
     args = parser.parse_args()
     weights, weights_note = weights_folder()
     paths = scans(100)
@@ -226,7 +187,6 @@ def main() -> None:
         "compare_page": compare_page(weights, paths[0]),
         "cli_throughput": cli_throughput(weights, paths),
         "process": cold_start_and_memory(weights, paths[0]),
-        "app_memory": app_memory(weights, paths[0], args.cpu_python),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['machine']}; {weights_note}; medians of {REPEATS} runs (ms)")
@@ -242,11 +202,6 @@ def main() -> None:
           f"{t['with_heatmaps']['scans_per_second']:.1f} scans/s with heatmaps")  # fmt: skip
     print(f"cold start: {p['cold_start_seconds']:.2f} s; RSS import {p['import_rss_mb']:.0f} MB, "
           f"+{p['rss_increase_mb']:.0f} MB with every backbone loaded and run")  # fmt: skip
-    m = result["app_memory"]
-    print(
-        f"app after a Compare run: peak RSS {m['peak_rss_mb']:.0f} MB"
-        + (f" (≈{m['estimated_peak_rss_mb_with_cpu_build']:.0f} MB with a CPU-only torch)" if args.cpu_python else "")
-    )
     print(f"wrote {args.out}")
 
 

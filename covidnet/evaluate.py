@@ -71,7 +71,7 @@ def evaluate(
             metrics["shortcuts"] = _shortcut_checks(
                 predictor, scans, kept, labels, metrics["accuracy"]["value"], outputs.features.numpy()
             )
-        metrics["gate"] = _gate_flags(predictor, scans, outputs)
+        metrics["gate"] = _gate_flags(predictor, scans, kept, outputs)
         report["backbones"][name] = metrics
         calibrated.append(probabilities)
     report["ensemble"] = summarise(np.mean(calibrated, axis=0), labels)
@@ -90,14 +90,28 @@ def forward_all(predictor: Predictor, scans: list[Scan]) -> Outputs:
     )
 
 
-def _gate_flags(predictor: Predictor, scans: list[Scan], outputs: Outputs) -> dict:
-    """How many scans the chest X-ray gate flags."""
+def _gate_flags(predictor: Predictor, scans: list[Scan], records: list[Record], outputs: Outputs) -> dict:
+    """How many scans the chest X-ray gate flags, overall and per data source and class."""
     scores = predictor.gate_scores(outputs)
-    reasons = [
-        screen(scan, None if scores is None else float(scores[i]), predictor.gate) for i, scan in enumerate(scans)
+    flagged = [
+        bool(screen(scan, None if scores is None else float(scores[i]), predictor.gate)) for i, scan in enumerate(scans)
     ]
-    flagged = sum(bool(r) for r in reasons)
-    return {"fitted": predictor.gate is not None, "flagged": flagged, "flagged_share": flagged / len(scans)}
+
+    def shares(key) -> dict[str, dict]:
+        groups: dict[str, list[bool]] = {}
+        for record, flag in zip(records, flagged, strict=True):
+            groups.setdefault(key(record), []).append(flag)
+        return {
+            k: {"n": len(v), "flagged": sum(v), "flagged_share": sum(v) / len(v)} for k, v in sorted(groups.items())
+        }
+
+    return {
+        "fitted": predictor.gate is not None,
+        "flagged": sum(flagged),
+        "flagged_share": sum(flagged) / len(scans),
+        "by_source": shares(lambda r: r.source),
+        "by_class": shares(lambda r: r.label),
+    }
 
 
 def _shortcut_checks(

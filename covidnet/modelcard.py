@@ -120,6 +120,20 @@ def gate_table(reports: dict[str, dict], gate_report: dict | None) -> str:
     return "\n".join(lines)
 
 
+def gate_source_table(reports: dict[str, dict]) -> str:
+    """Share of real chest X-rays flagged by the gate, per data source and evaluation split."""
+    names = sorted({n for r in reports.values() for n in r["backbones"]})
+    lines = ["| split | source | n | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for split in ("internal_test", "external"):
+        backbones = reports.get(split, {}).get("backbones", {})
+        sources = {s: row["n"] for m in backbones.values() for s, row in m.get("gate", {}).get("by_source", {}).items()}
+        for source, n in sorted(sources.items()):
+            shares = [backbones.get(name, {}).get("gate", {}).get("by_source", {}).get(source) for name in names]
+            cells = ["n/a" if row is None else f"{row['flagged_share']:.1%}" for row in shares]
+            lines.append(f"| {REPORTS[split]} | {source} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
     """Provenance (source, dataset, licence, counts) and split counts, in Markdown."""
     records = read_metadata(metadata_csv)
@@ -265,6 +279,11 @@ does not depend on the classifier, so a backbone may use another's gate (`covidn
 the table says whose gate each backbone uses.
 
 {gate_table(reports, gate_report)}
+
+Real chest X-rays flagged, by data source (a source the gate flags more often looks less like the training
+images to the backbone's early stages; the external source was never trained on):
+
+{gate_source_table(reports)}
 
 ## Known failure modes and confounds
 - **Pneumonia is about 86% paediatric** (Kermany, one hospital in Guangzhou) while COVID-19 is adult: a model can

@@ -1,8 +1,8 @@
 """Prediction: calibrated probabilities, and Grad-CAM heatmaps from the same single pass.
 
 ``load(name)`` returns one shared ``Predictor`` per backbone and weights folder. ``analyze`` gets
-the probabilities and the heatmap from ONE forward and ONE backward pass: the grad-cam package runs
-the forward, and its outputs are reused for the probabilities.
+the probabilities and the heatmap from ONE forward and ONE backward pass, and the backward pass runs
+only from the target score to the explained layer.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from covidnet.backbones import cam_layer, get_spec, head, submodule
 from covidnet.cards import ModelCard
 from covidnet.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.errors import CovidNetError
-from covidnet.explain import cam_class, overlay, resize_heatmap
+from covidnet.explain import cam_grid, needs_gradients, overlay, resize_heatmap
 from covidnet.gate import FeatureGate, load_gate, screen, stage_statistics
 from covidnet.imaging import Scan, ScanSource, read_scan
 from covidnet.preprocessing import build_transform, same_preprocessing
@@ -47,6 +46,7 @@ class Analysis:
     prediction: str  # the most probable class
     target: str  # the class the heatmap explains
     heatmap: np.ndarray | None  # float32 in [0, 1], shape (height, width) of the display image; None without CAM
+    grid: np.ndarray | None  # the same map at the explained layer's resolution (8×8 at 128 pixels)
     overlay: Image.Image | None  # the heatmap drawn over the scan, RGB
     cam: str | None
     seconds: float
@@ -56,9 +56,9 @@ class Analysis:
 class Predictor:
     """A trained model with its card (and chest X-ray gate), safe to share between threads.
 
-    Grad-CAM attaches hooks to the model for the length of one call, and a hook would record the
-    activations of any other thread's forward pass; so every pass through the shared model holds
-    ``self._lock``. With 2 CPU cores, PyTorch's own threads already use the machine during a pass.
+    Hooks record the explained layer's activations, the head's input and the gate's stage statistics
+    of every forward pass, and would record any other thread's pass too; so every pass through the
+    shared model holds ``self._lock``. With 2 CPU cores, PyTorch's own threads already use the machine during a pass.
     """
 
     def __init__(
@@ -80,14 +80,31 @@ class Predictor:
         # penultimate features) and the statistics of the stages the chest X-ray gate models.
         self._features = torch.empty(0)
         self._stages: dict[int, torch.Tensor] = {}
+        self._activations = torch.empty(0)  # the explained layer's output
         self._collect_stages = False  # stage statistics cost time; only the gate needs them
         head(self.model, spec).register_forward_hook(self._keep_features)
         for k, layer in enumerate(spec.gate_layers):
             submodule(self.model, layer).register_forward_hook(partial(self._keep_stage, k))
-        _prepare_for_cheap_backward(self.model, self._cam_layer)
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self._cam_layer.register_forward_hook(self._keep_activations)
 
     def _keep_features(self, _module: nn.Module, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
         self._features = args[0].detach().flatten(1)
+
+    def _keep_activations(self, _module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """Keep the explained layer's output; with gradients on, let the backward pass stop there.
+
+        No parameter needs a gradient at inference (all are frozen), and the layer's output re-enters the
+        graph as a fresh tensor that requires one: the backward pass then runs from the target score to
+        this layer only, and the gradients there are unchanged. The clone keeps in-place operations
+        downstream (e.g. DenseNet's ReLU) legal.
+        """
+        if not torch.is_grad_enabled():
+            self._activations = output
+            return None
+        self._activations = output.detach().requires_grad_().clone()
+        return self._activations
 
     def _keep_stage(self, index: int, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
         if self._collect_stages:
@@ -154,21 +171,19 @@ class Predictor:
         from one forward and one backward pass. ``cam=None`` skips the heatmap (one forward pass)."""
         started = time.perf_counter()
         scan = _as_scan(scan)
-        method = cam_class(cam) if cam is not None else None
+        backward = cam is not None and needs_gradients(cam)
         if target is not None and target not in self.card.classes:
             raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.card.classes)}.")
-        targets = None if target is None else [ClassifierOutputTarget(self.card.classes.index(target))]
         x = self.tensor(scan)
         grid, stages = None, self.gate is not None
-        if method is None:
-            with self._lock, torch.inference_mode():
-                self._start_pass(stages)
-                outputs = self._outputs(self.model(x), x, stages)
-        else:
-            with self._lock, torch.enable_grad(), method(self.model, [self._cam_layer]) as explainer:
-                self._start_pass(stages)
-                grid = explainer(input_tensor=x, targets=targets)[0]
-                outputs = self._outputs(explainer.outputs, x, stages)
+        with self._lock, torch.enable_grad() if backward else torch.inference_mode():
+            self._start_pass(stages)
+            logits = self.model(x)
+            outputs = self._outputs(logits, x, stages)
+            if cam is not None:
+                index = self.card.classes.index(target) if target else int(logits[0].argmax())
+                gradients = torch.autograd.grad(logits[0, index], self._activations)[0][0] if backward else None
+                grid = cam_grid(cam, self._activations.detach()[0], gradients)
         probabilities = self.probabilities(outputs.logits)[0]
         prediction = max(probabilities, key=probabilities.get)
         heatmap = resize_heatmap(grid, scan.image.size) if grid is not None else None
@@ -179,30 +194,12 @@ class Predictor:
             prediction=prediction,
             target=target or prediction,
             heatmap=heatmap,
+            grid=grid,
             overlay=overlay(scan.image, heatmap, opacity=opacity) if heatmap is not None else None,
             cam=cam,
             seconds=time.perf_counter() - started,
             warnings=[*scan.warnings, *screen(scan, None if scores is None else float(scores[0]), self.gate)],
         )
-
-
-def _prepare_for_cheap_backward(model: nn.Module, layer: nn.Module) -> None:
-    """Let Grad-CAM's backward pass stop at the explained layer.
-
-    No parameter needs a gradient at inference, so all are frozen, and the explained layer's output
-    is re-entered into the graph as a fresh tensor that requires a gradient. The backward pass then
-    runs from the logits to that layer only, and the gradients Grad-CAM reads there are unchanged.
-    The clone keeps in-place operations downstream (e.g. DenseNet's ReLU) legal.
-    """
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-
-    def start_gradient_here(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        if torch.is_grad_enabled():
-            return output.detach().requires_grad_().clone()
-        return None
-
-    layer.register_forward_hook(start_gradient_here)
 
 
 def _as_scan(scan: Scan | ScanSource) -> Scan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,15 @@ def real_scans() -> list[Path]:
         for row in csv.DictReader(f):
             chosen.setdefault(row["label"], CXR_ROOT / row["path"])
     return [chosen[label] for label in covidnet.CLASSES]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for the browser tests: skipped where it is missing, a failure in CI."""
+    from benchmarks.load import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs it")
+        pytest.skip("Chromium is not installed (apt-get install -y chromium chromium-driver)")
+    return CHROMIUM

@@ -53,6 +53,9 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
     )
     assert -1 <= shortcuts["saliency_sanity"]["median_spearman"] <= 1
     assert report["ensemble"]["members"] == covidnet.backbones()
+    gate = resnet["gate"]
+    assert sum(row["n"] for row in gate["by_source"].values()) == 9
+    assert sum(row["flagged"] for row in gate["by_class"].values()) == gate["flagged"]
 
 
 def test_a_csv_without_the_needed_columns_is_a_usage_error(weights_dir, tmp_path, capsys):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 import torch
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
 from covidnet.backbones import build_model, cam_layer, get_spec
 from covidnet.checkpoints import load_checkpoint
 from covidnet.classes import CLASSES
-from covidnet.explain import resize_heatmap
+from covidnet.explain import overlay
 from covidnet.predict import Predictor
 
 BACKBONES = covidnet.backbones()
@@ -85,19 +87,46 @@ def test_heatmap_changes_with_the_target_class(name, weights_dir, scans):
     assert not np.allclose(maps[0], maps[1], atol=1e-3) or not np.allclose(maps[1], maps[2], atol=1e-3)
 
 
+GRAD_CAM_PACKAGE = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "hirescam": HiResCAM,
+    "layercam": LayerCAM,
+    "eigencam": EigenCAM,
+}
+
+
+def test_every_cam_method_is_checked_against_the_package():
+    assert set(GRAD_CAM_PACKAGE) == set(covidnet.cam_methods())
+
+
+@pytest.mark.parametrize("method", list(GRAD_CAM_PACKAGE))
 @pytest.mark.parametrize("name", BACKBONES)
-def test_heatmap_equals_plain_grad_cam_on_an_unmodified_model(name, weights_dir, scans):
-    """The cheap backward (frozen weights, gradient from the explained layer on) changes nothing."""
+def test_heatmap_equals_the_grad_cam_package_on_an_unmodified_model(name, method, weights_dir, scans):
+    """Our formulas and the cheap backward (frozen weights, gradient from the explained layer on) give what
+    pytorch_grad_cam gives on a plain copy of the model, brought to its 128-pixel output the way it does."""
     shared = covidnet.load(name, weights_dir=weights_dir)
     plain = build_model(name).eval()
     plain.load_state_dict(shared.model.state_dict())
     x = shared.tensor(scans[2])
     for label in CLASSES:
         target = [ClassifierOutputTarget(CLASSES.index(label))]
-        with GradCAM(plain, [cam_layer(plain, get_spec(name))]) as cam:
+        with GRAD_CAM_PACKAGE[method](plain, [cam_layer(plain, get_spec(name))]) as cam:
             expected = cam(input_tensor=x, targets=target)[0]
-        ours = shared.analyze(scans[2], target=label)
-        assert np.allclose(ours.heatmap, resize_heatmap(expected, scans[2].image.size), atol=1e-4)
+        ours = shared.analyze(scans[2], cam=method, target=label)
+        assert ours.grid.shape == (8, 8)
+        assert np.allclose(scale_cam_image([cv2.resize(ours.grid, x.shape[-2:][::-1])])[0], expected, atol=1e-4)
+
+
+def test_overlay_draws_what_the_grad_cam_package_draws(scans):
+    image = scans[0].image
+    heatmap = np.linspace(0, 1, image.width * image.height, dtype=np.float32).reshape(image.height, image.width)
+    for opacity in (0.0, 0.4, 1.0):
+        base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+        expected = show_cam_on_image(base, heatmap, use_rgb=True, image_weight=1 - opacity)
+        ours = np.asarray(overlay(image, heatmap, opacity=opacity), dtype=np.int16)
+        assert np.abs(ours - expected).max() <= 2
 
 
 def test_unknown_cam_method_and_target_are_refused(weights_dir, scans):
