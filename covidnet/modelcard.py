@@ -29,6 +29,12 @@ def load_reports(folder: Path) -> dict[str, dict]:
     return {n: json.loads((folder / f"{n}.json").read_text()) for n in names if (folder / f"{n}.json").exists()}
 
 
+def load_gate_report(folder: Path) -> dict | None:
+    """The `covidnet gate-report` file in ``folder``, if it exists."""
+    path = folder / "gate.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def results_table(reports: dict[str, dict]) -> str:
     """A Markdown table: one row per model and data set, with 95% intervals."""
     lines = [
@@ -303,8 +309,7 @@ def write_model_card(
 ) -> str:
     """Generate ``out`` (and the README's results table) from the reports; return the Markdown."""
     everything = load_reports(reports_dir)
-    gate_path = reports_dir / "gate.json"
-    gate_report = json.loads(gate_path.read_text()) if gate_path.exists() else None
+    gate_report = load_gate_report(reports_dir)
     record_in_cards(everything, weights_dir)
     reports = {name: report for name, report in everything.items() if name in REPORTS}
     cards = [read_card(p) for p in sorted(weights_dir.glob("*.json"))]

@@ -8,11 +8,21 @@ import streamlit as st
 import covidnet
 from covidnet import ui
 from covidnet.checkpoints import default_weights_dir
-from covidnet.modelcard import REPORTS, load_reports, results_table, shortcut_findings, shortcut_table
+from covidnet.modelcard import (
+    REPORTS,
+    gate_source_table,
+    gate_table,
+    load_gate_report,
+    load_reports,
+    results_table,
+    shortcut_findings,
+    shortcut_table,
+)
 
 st.title("Model card")
 ui.disclaimer()
-reports = {n: r for n, r in load_reports(default_weights_dir() / "reports").items() if n in REPORTS}
+reports_dir = default_weights_dir() / "reports"
+reports = {n: r for n, r in load_reports(reports_dir).items() if n in REPORTS}
 if not ui.trained() or not reports:
     st.info("No trained and evaluated models are installed yet, so there are no measured results to show.")
     st.stop()
@@ -80,6 +90,14 @@ st.header("Shortcut checks")
 st.markdown(shortcut_table(reports))
 for finding in shortcut_findings(reports):
     st.markdown(f"- {finding}")
+
+st.header("Chest X-ray gate")
+st.markdown(
+    "Images that do not look like frontal chest X-rays are flagged, and their probabilities hidden unless asked "
+    "for. Share flagged, on real chest X-rays (should be small) and on non-X-ray images (should be large):"
+)
+st.markdown(gate_table(reports, load_gate_report(reports_dir)))
+st.markdown(gate_source_table(reports))
 
 card_text = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
 if card_text.exists():

@@ -121,6 +121,8 @@ def test_model_card_renders_reports_with_charts(with_weights):
         "majority_class_accuracy": 0.4, "source_probe": {"accuracy": 0.9, "majority_baseline": 0.5, "sources": []},
         "saliency_sanity": {"median_spearman": 0.1, "max_spearman": 0.3, "n": 4},
     }  # fmt: skip
+    share = {"n": 90, "flagged": 3, "flagged_share": 3 / 90}
+    metrics["gate"] = {**share, "fitted": True, "by_source": {"hospital/a": share}, "by_class": {"covid": share}}
     report = {
         "data": "synthetic",
         "n": 90,
@@ -134,6 +136,8 @@ def test_model_card_renders_reports_with_charts(with_weights):
         at = page(PAGES[3])
         assert len(at.get("plotly_chart")) == 6
         assert "with the lungs blacked out" in texts(at)
+        assert "| hospital/a | 90 | 3.3% |" in texts(at)
+        assert "gate has not been measured yet" in texts(at)
         at.selectbox[0].set_value("ensemble").run()
         assert not at.exception
     finally:
