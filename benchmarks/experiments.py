@@ -2,7 +2,8 @@
 
 Each variant is timed on the same scan in the same run (medians of 10 after warm-up), against the
 shipped configuration: channels_last, thread counts, bf16 autocast, inference_mode versus no_grad, and
-running the Compare page's backbones in parallel threads instead of one after another.
+running the Compare page's backbones in parallel threads instead of one after another. bf16 is also judged on
+accuracy: macro AUC and changed predictions on the validation split, against float32.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
-from run import median_seconds, scans, weights_folder
+from run import DATA, ROOT, median_seconds, scans, weights_folder
 
 import covidnet
 from covidnet.checkpoints import load_checkpoint
+from covidnet.classes import CLASSES
+from covidnet.data import read_metadata
+from covidnet.metrics import macro_auc
 from covidnet.predict import Predictor
+from covidnet.train import split_records
 
 OUT = Path(__file__).parent / "experiments.json"
 
@@ -51,11 +57,19 @@ def main() -> None:
         "sequential": median_seconds(lambda: [m.analyze(scan) for m in models]),
         "parallel_threads": median_seconds(lambda: _parallel(models, scan)),
     }
-    result = {"weights": note, "threads": torch.get_num_threads(), "per_backbone": rows, "compare_page": compare}
+    result = {
+        "weights": note,
+        "threads": torch.get_num_threads(),
+        "per_backbone": rows,
+        "compare_page": compare,
+        "bf16_on_validation": bf16_accuracy(models),
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for name, row in rows.items():
         print(name, "  ".join(f"{k} {v * 1e3:.1f} ms" for k, v in row.items()))
     print("compare page:", "  ".join(f"{k} {v * 1e3:.0f} ms" for k, v in compare.items()))
+    for name, row in result["bf16_on_validation"].items():
+        print(name, "validation:", "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
 
 
 def _forward(model: Predictor, x: torch.Tensor, mode) -> None:
@@ -66,6 +80,28 @@ def _forward(model: Predictor, x: torch.Tensor, mode) -> None:
 def _forward_bf16(model: Predictor, x: torch.Tensor) -> None:
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         model.model(x)
+
+
+def bf16_accuracy(models: list[Predictor], batch: int = 64) -> dict[str, dict[str, float]]:
+    """Macro AUC on the validation split with float32 and with bf16 autocast, and the share of changed predictions."""
+    records = split_records(read_metadata(DATA / "metadata.csv"), ROOT / "weights" / "split.csv")["val"]
+    labels = np.array([CLASSES.index(r.label) for r in records])
+    images = [covidnet.read_scan(r.path) for r in records]
+    rows = {}
+    for model in models:
+        inputs = [torch.cat([model.tensor(s) for s in images[i : i + batch]]) for i in range(0, len(images), batch)]
+        logits = {}
+        for precision, autocast in (("float32", False), ("bf16", True)):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits[precision] = torch.cat([model.model(x).float() for x in inputs])
+        probabilities = {k: torch.softmax(v, 1).numpy() for k, v in logits.items()}
+        rows[model.backbone] = {
+            "macro_auc_float32": macro_auc(probabilities["float32"], labels),
+            "macro_auc_bf16": macro_auc(probabilities["bf16"], labels),
+            "predictions_changed": float((logits["float32"].argmax(1) != logits["bf16"].argmax(1)).float().mean()),
+            "max_probability_change": float(np.abs(probabilities["float32"] - probabilities["bf16"]).max()),
+        }
+    return rows
 
 
 def _parallel(models: list[Predictor], scan: covidnet.Scan) -> None:

@@ -10,7 +10,7 @@ from covidnet import ui
 from covidnet.checkpoints import default_weights_dir
 from covidnet.modelcard import (
     REPORTS,
-    gate_source_table,
+    gate_breakdown_table,
     gate_table,
     load_gate_report,
     load_reports,
@@ -97,7 +97,7 @@ st.markdown(
     "for. Share flagged, on real chest X-rays (should be small) and on non-X-ray images (should be large):"
 )
 st.markdown(gate_table(reports, load_gate_report(reports_dir)))
-st.markdown(gate_source_table(reports))
+st.markdown(gate_breakdown_table(reports))
 
 card_text = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
 if card_text.exists():

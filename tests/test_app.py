@@ -136,7 +136,7 @@ def test_model_card_renders_reports_with_charts(with_weights):
         at = page(PAGES[3])
         assert len(at.get("plotly_chart")) == 6
         assert "with the lungs blacked out" in texts(at)
-        assert "| hospital/a | 90 | 3.3% |" in texts(at)
+        assert "| source hospital/a | 90 | 3.3% |" in texts(at)
         assert "gate has not been measured yet" in texts(at)
         at.selectbox[0].set_value("ensemble").run()
         assert not at.exception
