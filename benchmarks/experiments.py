@@ -1,6 +1,6 @@
 """What was tried to make analysis fast on a 2-core CPU: `python benchmarks/experiments.py`.
 
-Each variant is timed on the same scan in the same run (medians of 10 after warm-up), against the
+Each variant is timed on the same scan in the same run (medians of 20 interleaved rounds after warm-up), against the
 shipped configuration: channels_last, thread counts, bf16 autocast, inference_mode versus no_grad, and
 running the Compare page's backbones in parallel threads instead of one after another. bf16 is also judged on
 accuracy: macro AUC and changed predictions on the validation split, against float32.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from run import DATA, ROOT, median_seconds, scans, weights_folder
+from run import DATA, ROOT, median_seconds, medians, scans, weights_folder
 
 import covidnet
 from covidnet.checkpoints import load_checkpoint
@@ -40,23 +40,24 @@ def main() -> None:
         x = baseline.tensor(scan)
         last = fresh(name, weights)
         last.model.to(memory_format=torch.channels_last)
-        row = {
-            "analyze": median_seconds(lambda m=baseline: m.analyze(scan)),
-            "analyze_channels_last": median_seconds(lambda m=last: m.analyze(scan)),
-            "forward_inference_mode": median_seconds(lambda m=baseline, x=x: _forward(m, x, torch.inference_mode)),
-            "forward_no_grad": median_seconds(lambda m=baseline, x=x: _forward(m, x, torch.no_grad)),
-            "forward_bf16_autocast": median_seconds(lambda m=baseline, x=x: _forward_bf16(m, x)),
-        }
+        row = medians(
+            {
+                "analyze": lambda m=baseline: m.analyze(scan),
+                "analyze_channels_last": lambda m=last: m.analyze(scan),
+                "forward_inference_mode": lambda m=baseline, x=x: _forward(m, x, torch.inference_mode),
+                "forward_no_grad": lambda m=baseline, x=x: _forward(m, x, torch.no_grad),
+                "forward_bf16_autocast": lambda m=baseline, x=x: _forward_bf16(m, x),
+            }
+        )
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         row["analyze_1_thread"] = median_seconds(lambda m=baseline: m.analyze(scan))
         torch.set_num_threads(threads)
         rows[name] = row
     models = [fresh(n, weights) for n in covidnet.trained_backbones(weights)]
-    compare = {
-        "sequential": median_seconds(lambda: [m.analyze(scan) for m in models]),
-        "parallel_threads": median_seconds(lambda: _parallel(models, scan)),
-    }
+    compare = medians(
+        {"sequential": lambda: [m.analyze(scan) for m in models], "parallel_threads": lambda: _parallel(models, scan)}
+    )
     result = {
         "weights": note,
         "threads": torch.get_num_threads(),

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,18 +40,26 @@ from covidnet.preprocessing import build_transform
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cxr"
-REPEATS, WARMUP = 10, 2
+REPEATS, WARMUP = 20, 2
 
 
-def median_seconds(work, repeats: int = REPEATS, warmup: int = WARMUP) -> float:
+def medians(works: dict[str, Callable[[], object]], repeats: int = REPEATS, warmup: int = WARMUP) -> dict[str, float]:
+    """Median seconds of each work, run in interleaved rounds (each work once per round), so that a noisy
+    spell on this shared machine slows every variant alike and the ratios between them hold."""
     for _ in range(warmup):
-        work()
-    times = []
+        for work in works.values():
+            work()
+    times: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, work in works.items():
+            started = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def median_seconds(work: Callable[[], object], repeats: int = REPEATS, warmup: int = WARMUP) -> float:
+    return medians({"work": work}, repeats, warmup)["work"]
 
 
 def weights_folder() -> tuple[Path, str]:
@@ -89,14 +98,15 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
             plain.zero_grad()
             plain(x)[0, 0].backward()
 
-        row = {
-            "input_size": model.card.input_size,
-            "forward": median_seconds(forward),
-            "forward_backward": median_seconds(forward_backward),
-            "predict": median_seconds(lambda m=model: m.predict(scan)),
-            "analyze": median_seconds(lambda m=model: m.analyze(scan)),
-            "seed_style_request": median_seconds(lambda n=name: seed_style_request(n, weights, scan_path), repeats=5),
-        }
+        row = {"input_size": model.card.input_size} | medians(
+            {
+                "forward": forward,
+                "forward_backward": forward_backward,
+                "predict": lambda m=model: m.predict(scan),
+                "analyze": lambda m=model: m.analyze(scan),
+                "seed_style_request": lambda n=name: seed_style_request(n, weights, scan_path),
+            }
+        )
         row["predict_over_forward"] = row["predict"] / row["forward"]
         row["analyze_over_forward_backward"] = row["analyze"] / row["forward_backward"]
         row["speedup_over_seed_style"] = row["seed_style_request"] / row["analyze"]

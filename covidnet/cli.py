@@ -322,9 +322,10 @@ def _walk(paths: list[Path]) -> Iterator[Path]:
 def _row(path: Path, scan: Scan, predictor: Predictor, args: argparse.Namespace) -> dict:
     analysis = predictor.analyze(scan, cam=args.cam if args.heatmaps else None)
     heatmap = None
-    if analysis.overlay is not None:
+    drawn = analysis.overlay()
+    if drawn is not None:
         heatmap = args.heatmaps / f"{_safe_stem(path)}.{predictor.backbone}.{args.cam}.png"
-        analysis.overlay.save(heatmap)
+        drawn.save(heatmap)
     return {
         "scan": str(path),
         "backbone": predictor.backbone,

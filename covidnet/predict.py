@@ -47,10 +47,14 @@ class Analysis:
     target: str  # the class the heatmap explains
     heatmap: np.ndarray | None  # float32 in [0, 1], shape (height, width) of the display image; None without CAM
     grid: np.ndarray | None  # the same map at the explained layer's resolution (8×8 at 128 pixels)
-    overlay: Image.Image | None  # the heatmap drawn over the scan, RGB
+    image: Image.Image  # the scan's display image, which the heatmap lines up with
     cam: str | None
     seconds: float
     warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def overlay(self, opacity: float = 0.4) -> Image.Image | None:
+        """The heatmap drawn over the scan (RGB), drawn on request; None without a heatmap."""
+        return None if self.heatmap is None else overlay(self.image, self.heatmap, opacity=opacity)
 
 
 class Predictor:
@@ -82,6 +86,8 @@ class Predictor:
         self._stages: dict[int, torch.Tensor] = {}
         self._activations = torch.empty(0)  # the explained layer's output
         self._collect_stages = False  # stage statistics cost time; only the gate needs them
+        self._stages_only = False  # set while gate_stages stops the pass after the last gate stage
+        self._last_stage = len(spec.gate_layers) - 1
         head(self.model, spec).register_forward_hook(self._keep_features)
         for k, layer in enumerate(spec.gate_layers):
             submodule(self.model, layer).register_forward_hook(partial(self._keep_stage, k))
@@ -109,6 +115,8 @@ class Predictor:
     def _keep_stage(self, index: int, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
         if self._collect_stages:
             self._stages[index] = stage_statistics(output)
+            if self._stages_only and index == self._last_stage:
+                raise _StagesCollected
 
     def _start_pass(self, stages: bool) -> None:
         # Own stage statistics are needed only when the gate models this backbone's own stages.
@@ -120,7 +128,7 @@ class Predictor:
         elif self.gatekeeper is None:
             staged = [self._stages[k] for k in sorted(self._stages)]
         else:
-            staged = self.gatekeeper.forward_tensor(x).stages
+            staged = self.gatekeeper.gate_stages(x)
         return Outputs(logits.detach(), self._features, staged)
 
     @property
@@ -155,6 +163,20 @@ class Predictor:
             self._start_pass(stages)
             return self._outputs(self.model(batch), batch, stages)
 
+    def gate_stages(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The statistics of the gate's stages for a preprocessed batch, for a backbone that shares this one's
+        gate: the forward pass stops after the last of those stages (the rest of the network is not needed)."""
+        with self._lock, torch.inference_mode():
+            self._start_pass(True)
+            self._stages_only = True
+            try:
+                self.model(batch)
+            except _StagesCollected:
+                pass
+            finally:
+                self._stages_only = False
+            return [self._stages[k] for k in sorted(self._stages)]
+
     def gate_scores(self, outputs: Outputs) -> torch.Tensor | None:
         """The gate's score for each scan of a forward pass (None without a gate)."""
         return None if self.gate is None else self.gate.score(outputs.stages)
@@ -165,10 +187,10 @@ class Predictor:
         *,
         cam: str | None = "gradcam",
         target: str | None = None,
-        opacity: float = 0.4,
     ) -> Analysis:
         """Probabilities, gate warnings and a heatmap for the target class (default: the prediction),
-        from one forward and one backward pass. ``cam=None`` skips the heatmap (one forward pass)."""
+        from one forward and one backward pass (one forward pass for ``cam=None``, no heatmap, and for the
+        gradient-free "eigencam")."""
         started = time.perf_counter()
         scan = _as_scan(scan)
         backward = cam is not None and needs_gradients(cam)
@@ -195,11 +217,15 @@ class Predictor:
             target=target or prediction,
             heatmap=heatmap,
             grid=grid,
-            overlay=overlay(scan.image, heatmap, opacity=opacity) if heatmap is not None else None,
+            image=scan.image,
             cam=cam,
             seconds=time.perf_counter() - started,
             warnings=[*scan.warnings, *screen(scan, None if scores is None else float(scores[0]), self.gate)],
         )
+
+
+class _StagesCollected(Exception):
+    """Raised by the last gate stage's hook to end a pass that only needs the gate's statistics."""
 
 
 def _as_scan(scan: Scan | ScanSource) -> Scan:

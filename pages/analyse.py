@@ -7,7 +7,6 @@ import streamlit as st
 
 import covidnet
 from covidnet import ui
-from covidnet.explain import overlay
 
 st.title("Analyse a chest X-ray")
 ui.disclaimer()
@@ -56,7 +55,7 @@ left, right = st.columns(2)
 left.image(
     scan.image, caption=f"{name} ({scan.original_size[0]}×{scan.original_size[1]} {scan.format})", width="stretch"
 )
-drawn = overlay(scan.image, result.heatmap, opacity=opacity)
+drawn = result.overlay(opacity)
 right.image(drawn, caption=f"{cam} for {covidnet.display_name(result.target)} ({backbone})", width="stretch")
 
 labels = [covidnet.display_name(c) for c in result.probabilities]
@@ -77,12 +76,18 @@ if scan.dicom_tags:
 png = io.BytesIO()
 drawn.save(png, format="PNG")
 download_png, download_json = st.columns(2)
+# on_click="ignore": a download does not rerun the page (a rerun would also cancel a download in flight).
 download_png.download_button(
-    "Download heatmap (PNG)", png.getvalue(), file_name=f"{name}.{backbone}.{cam}.png", mime="image/png"
+    "Download heatmap (PNG)",
+    png.getvalue(),
+    file_name=f"{name}.{backbone}.{cam}.png",
+    mime="image/png",
+    on_click="ignore",
 )
 download_json.download_button(
     "Download report (JSON)",
     ui.report_json(name, result, card),
     file_name=f"{name}.{backbone}.json",
     mime="application/json",
+    on_click="ignore",
 )

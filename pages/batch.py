@@ -39,4 +39,6 @@ for k, upload in enumerate(uploads):
     progress.progress((k + 1) / len(uploads), text=f"{k + 1} of {len(uploads)} scans")
 table = pd.DataFrame(rows)
 st.dataframe(table, width="stretch", hide_index=True)
-st.download_button("Download CSV", table.to_csv(index=False), file_name="covidnet_batch.csv", mime="text/csv")
+st.download_button(
+    "Download CSV", table.to_csv(index=False), file_name="covidnet_batch.csv", mime="text/csv", on_click="ignore"
+)

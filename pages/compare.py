@@ -43,7 +43,7 @@ labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
 for column, (backbone, result) in zip(st.columns(len(results)), results.items(), strict=True):
     with column:
         st.markdown(f"**{backbone}** — {covidnet.display_name(result.prediction)}")
-        st.image(result.overlay, caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
+        st.image(result.overlay(), caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
         figure = go.Figure(go.Bar(x=labels, y=list(result.probabilities.values()), texttemplate="%{y:.0%}"))
         figure.update_layout(
             yaxis={"range": [0, 1], "tickformat": ".0%"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}

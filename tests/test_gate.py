@@ -79,7 +79,8 @@ def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
             "message"
         ]
         assert opened.analyze(real_scans[0], cam=cam).warnings == []
-    assert closed.analyze(real_scans[0], cam=None).heatmap is None
+    unexplained = closed.analyze(real_scans[0], cam=None)
+    assert unexplained.heatmap is None and unexplained.overlay() is None
 
 
 def test_the_non_xray_corpus_has_150_readable_images_of_every_kind():

@@ -14,7 +14,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
-from covidnet.backbones import build_model, cam_layer, get_spec
+from covidnet.backbones import build_model, cam_layer, get_spec, head
 from covidnet.checkpoints import load_checkpoint
 from covidnet.classes import CLASSES
 from covidnet.explain import overlay
@@ -72,7 +72,8 @@ def test_analyze_gives_a_heatmap_the_size_of_the_scan(name, cam, weights_dir, sc
     assert result.heatmap.shape == (height, width) and result.heatmap.dtype == np.float32
     assert not np.isnan(result.heatmap).any()
     assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0 and result.heatmap.max() > 0.5
-    assert result.overlay.size == scan.image.size and result.overlay.mode == "RGB"
+    drawn = result.overlay()
+    assert drawn.size == scan.image.size and drawn.mode == "RGB"
     assert result.cam == cam and result.prediction == max(result.probabilities, key=result.probabilities.get)
     assert result.probabilities == pytest.approx(model.predict(scan), abs=1e-5)
     assert result.seconds > 0
@@ -167,3 +168,19 @@ def test_concurrent_calls_on_shared_models_equal_a_sequential_run(weights_dir, s
         assert got[0] == expected[0]
         if expected[1] is not None:
             assert np.array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_gate_stages_equal_a_full_pass_and_skip_the_rest_of_the_network(name, weights_dir, scans):
+    model = covidnet.load(name, weights_dir=weights_dir)
+    x = torch.cat([model.tensor(s) for s in scans])
+    full = model.forward_tensor(x).stages
+    heads = []
+    hook = head(model.model, get_spec(name)).register_forward_hook(lambda *_: heads.append(1))
+    try:
+        early = model.gate_stages(x)
+    finally:
+        hook.remove()
+    assert heads == []
+    assert len(early) == len(full) == len(get_spec(name).gate_layers)
+    assert all(torch.equal(a, b) for a, b in zip(early, full, strict=True))

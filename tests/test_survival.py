@@ -40,7 +40,7 @@ def test_api_gives_an_analysis_or_one_clear_error_quickly(name, data, weights_di
         assert name in message and "\n" not in message and len(message) < 300
     else:
         assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
-        assert result.heatmap.shape == result.overlay.size[::-1]
+        assert result.heatmap.shape == result.overlay().size[::-1]
     assert time.perf_counter() - started < SECONDS
 
 
