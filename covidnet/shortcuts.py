@@ -69,8 +69,9 @@ def source_probe(features: np.ndarray, sources: list[str], *, seed: int = 0) -> 
 
 
 def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -> dict:
-    """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers
-    from the explained one onwards are re-initialised (cascading randomisation)."""
+    """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers from the explained
+    one onwards are re-initialised (cascading randomisation); for a parameter-free explained layer, from the start
+    of the stage that computes it, so that the explained activations themselves are randomised."""
     randomised = Predictor(_reinitialised_from_cam_layer(predictor, seed), predictor.card)
     correlations = []
     for scan in scans:
@@ -91,8 +92,13 @@ def _reinitialised_from_cam_layer(predictor: Predictor, seed: int) -> torch.nn.M
     model = build_model(predictor.backbone)
     model.load_state_dict(predictor.model.state_dict())
     spec = get_spec(predictor.backbone)
-    names = [name for name, _ in model.named_modules()]
+    modules = list(model.named_modules())
+    names = [name for name, _ in modules]
     start = names.index(_module_name(model, cam_layer(model, spec)))
+    if not any(True for _ in modules[start][1].parameters()):
+        # A parameter-free explained layer (VGG's last ReLU): start at the stage that computes it, after the
+        # last pooling before it, as ResNet's and DenseNet's explained layers are whole stages.
+        start = 1 + max(i for i, (_, m) in enumerate(modules[:start]) if isinstance(m, torch.nn.MaxPool2d))
     reset = {n for n in names[start:] if n}
     state = {
         key: (fresh.state_dict()[key] if any(key.startswith(n + ".") for n in reset) else value)
