@@ -6,11 +6,13 @@ from covidnet import ui
 
 st.title("About CovidNet")
 ui.disclaimer()
+trained = ", ".join(ui.trained()) or "none yet"
 st.markdown(
-    """
+    f"""
 CovidNet is an open-source **research and teaching demo** that classifies frontal chest X-rays as
-**COVID-19, Normal or Pneumonia** with convolutional networks (ResNet and DenseNet are trained; a VGG is
-registered and awaits its weights) and shows which parts of the image drove the answer with a Grad-CAM heatmap.
+**COVID-19, Normal or Pneumonia** with convolutional networks of the ResNet, DenseNet and VGG families
+(with trained weights here: {trained}) and shows which parts of the image drove the answer with a Grad-CAM
+heatmap.
 
 ### What it is not
 It is **not a medical device** and not a diagnostic tool. It has not been validated clinically. A chest X-ray

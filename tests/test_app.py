@@ -63,6 +63,12 @@ def test_every_page_says_plainly_when_no_weights_are_installed(path, tmp_path, m
     assert "not a medical device" in texts(at)
     if path != "pages/about.py":
         assert at.info and ("No trained" in at.info[0].value or "no measured results" in at.info[0].value)
+    else:
+        assert "with trained weights here: none yet" in texts(at)
+
+
+def test_about_names_the_backbones_that_have_weights(with_weights):
+    assert f"with trained weights here: {', '.join(covidnet.backbones())}" in texts(page(PAGES[4]))
 
 
 @pytest.mark.slow
