@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         help="sources held out whole as the external test set",
     )
     split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "--fresh",
+        action="store_true",
+        help="split everything anew (default: keep every image already in --out, place only new ones)",
+    )
     split.add_argument("--out", type=Path, default=DEFAULT_SPLIT)
     split.set_defaults(run=_run_split)
 
@@ -174,17 +179,29 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _run_split(args: argparse.Namespace) -> int:
     from covidnet.data import read_metadata
-    from covidnet.splits import SPLITS, assign_splits, perceptual_hash, write_split_file
+    from covidnet.splits import SPLITS, assign_splits, extend_splits, perceptual_hash, read_split_file, write_split_file
 
     records = read_metadata(args.data / "metadata.csv")
-    hashes = [perceptual_hash(r.path) for r in tqdm(records, desc="hashing", unit="scan", file=sys.stderr)]
-    split = assign_splits(records, hashes, external_sources=args.external, seed=args.seed)
+    earlier = {} if args.fresh or not args.out.exists() else read_split_file(args.out)
+    hashes = [
+        earlier[r.sha256].phash if r.sha256 in earlier else perceptual_hash(r.path)
+        for r in tqdm(records, desc="hashing", unit="scan", file=sys.stderr)
+    ]
+    if earlier:
+        kept = {sha: entry.split for sha, entry in earlier.items()}
+        split = extend_splits(records, hashes, kept, external_sources=args.external, seed=args.seed)
+        new_round = max(entry.round for entry in earlier.values()) + 1
+        rounds = [earlier[r.sha256].round if r.sha256 in earlier else new_round for r in records]
+    else:
+        split = assign_splits(records, hashes, external_sources=args.external, seed=args.seed)
+        rounds = [1] * len(records)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_split_file(args.out, records, hashes, split)
+    write_split_file(args.out, records, hashes, split, rounds)
     for name in SPLITS:
-        chosen = [r for r, s in zip(records, split, strict=True) if s == name]
-        by_class = ", ".join(f"{c} {sum(r.label == c for r in chosen)}" for c in CLASSES)
-        print(f"{name:<9} {len(chosen):>5}  ({by_class})")
+        chosen = [(r, n) for r, s, n in zip(records, split, rounds, strict=True) if s == name]
+        by_class = ", ".join(f"{c} {sum(r.label == c for r, _ in chosen)}" for c in CLASSES)
+        added = sum(n == max(rounds) for _, n in chosen) if max(rounds) > 1 else 0
+        print(f"{name:<9} {len(chosen):>5}  ({by_class})" + (f"  {added} new" if added else ""))
     return EXIT_OK
 
 

@@ -2,7 +2,9 @@
 
 Images are grouped when they share a patient or are near-duplicates (64-bit perceptual hashes at
 most ``NEAR_DUPLICATE_BITS`` apart); a group never straddles two splits. Whole sources can be held
-out as an external test set. Groups are split by class and source with a fixed seed.
+out as an external test set. Groups are split by class and source with a fixed seed. When the data
+grows, ``extend_splits`` keeps every earlier assignment and places only the new images, so what a
+shipped model trained on stays fixed; the split file records the round that added each image.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import imagehash
 import numpy as np
@@ -22,6 +25,14 @@ from covidnet.imaging import read_scan
 
 NEAR_DUPLICATE_BITS = 4  # the shared set's own de-duplication used pHash ≤ 4 (with a correlation check)
 SPLITS = ("train", "val", "test", "external", "excluded")
+
+
+class SplitEntry(NamedTuple):
+    """One image's line in the split file."""
+
+    phash: int
+    split: str
+    round: int
 
 
 def perceptual_hash(path: Path) -> int:
@@ -87,26 +98,83 @@ def assign_splits(
         ("external" if r.source in external_sources else "excluded") if g in external_groups else ""
         for g, r in zip(group_of, records, strict=True)
     ]
-    with warnings.catch_warnings():  # strata rarer than the fold count were merged into their class above
-        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
-        folded = list(splitter.split(inside, strata, groups=[group_of[i] for i in inside]))
-    for fold, (_, held) in enumerate(folded):
+    inside_groups = [group_of[i] for i in inside]
+    if len(set(inside_groups)) < folds:  # too few to stratify (a small addition): a seeded draw per group
+        rng = np.random.default_rng(seed)
+        fold_of = {g: int(rng.integers(folds)) for g in sorted(set(inside_groups))}
+        folded = [[k for k, g in enumerate(inside_groups) if fold_of[g] == fold] for fold in range(folds)]
+    else:
+        with warnings.catch_warnings():  # strata rarer than the fold count were merged into their class above
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            folded = [held for _, held in splitter.split(inside, strata, groups=inside_groups)]
+    for fold, held in enumerate(folded):
         name = "test" if fold < test_folds else "val" if fold < test_folds + val_folds else "train"
         for k in held:
             split[inside[k]] = name
     return split
 
 
-def write_split_file(path: Path, records: list[Record], hashes: list[int], split: list[str]) -> None:
-    """Save ``sha256,phash,split`` rows (the committed record of the split)."""
+def extend_splits(
+    records: list[Record],
+    hashes: list[int],
+    kept: dict[str, str],
+    *,
+    external_sources: Iterable[str] = (),
+    seed: int = 0,
+) -> list[str]:
+    """A split name per record, keeping ``kept`` (sha256 → split) for the images it already assigns.
+
+    A new image that joins a group with assigned images takes that group's split; it is ``excluded``
+    when the group's images already sit in two splits (it would join them) or touch an external
+    source. Groups made only of new images are cut by ``assign_splits``'s rule, with the same seed.
+    """
+    external_sources = set(external_sources)
+    group_of = groups(records, hashes)
+    kept_splits: dict[int, set[str]] = {}
+    for g, record in zip(group_of, records, strict=True):
+        if record.sha256 in kept:
+            kept_splits.setdefault(g, set()).add(kept[record.sha256])
+    fresh = [i for i, (g, r) in enumerate(zip(group_of, records, strict=True)) if g not in kept_splits]
+    fresh_split = assign_splits(
+        [records[i] for i in fresh], [hashes[i] for i in fresh], external_sources=external_sources, seed=seed
+    )
+    split = dict(zip(fresh, fresh_split, strict=True))
+    for i, (g, record) in enumerate(zip(group_of, records, strict=True)):
+        if record.sha256 in kept:
+            split[i] = kept[record.sha256]
+        elif i not in split:
+            split[i] = _joined_split(kept_splits[g], external=record.source in external_sources)
+    return [split[i] for i in range(len(records))]
+
+
+def _joined_split(group_splits: set[str], *, external: bool) -> str:
+    """The split of a new image that joins a group whose other images are already assigned."""
+    if external:
+        return "external"
+    if len(group_splits) == 1 and not group_splits & {"external", "excluded"}:
+        return next(iter(group_splits))
+    return "excluded"
+
+
+def write_split_file(
+    path: Path, records: list[Record], hashes: list[int], split: list[str], rounds: list[int]
+) -> None:
+    """Save ``sha256,phash,split,round`` rows (the committed record of the split).
+
+    ``round`` says which ``covidnet split`` run first assigned the image (1 for the first).
+    """
     with Path(path).open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["sha256", "phash", "split"])
-        for record, hash_, name in sorted(zip(records, hashes, split, strict=True), key=lambda t: t[0].sha256):
-            writer.writerow([record.sha256, f"{hash_:016x}", name])
+        writer.writerow(["sha256", "phash", "split", "round"])
+        rows = sorted(zip(records, hashes, split, rounds, strict=True), key=lambda t: t[0].sha256)
+        for record, hash_, name, round_ in rows:
+            writer.writerow([record.sha256, f"{hash_:016x}", name, round_])
 
 
-def read_split_file(path: Path) -> dict[str, tuple[int, str]]:
-    """sha256 → (perceptual hash, split)."""
+def read_split_file(path: Path) -> dict[str, SplitEntry]:
+    """sha256 → its split file entry (perceptual hash, split, round)."""
     with Path(path).open(newline="") as f:
-        return {row["sha256"]: (int(row["phash"], 16), row["split"]) for row in csv.DictReader(f)}
+        return {
+            row["sha256"]: SplitEntry(int(row["phash"], 16), row["split"], int(row.get("round") or 1))
+            for row in csv.DictReader(f)
+        }

@@ -252,7 +252,7 @@ def _training_summary(config: TrainConfig, train_records, val_records, best_epoc
 
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "history"}
     return {
-        "data": "../shared/data/cxr (8,188 de-duplicated public chest X-rays from 6 GitHub repositories)",
+        "data": f"{config.data} ({len(train_records) + len(val_records)} images in train and val of the split file)",
         "split_file_sha256": sha256_of(Path(config.split_file)),
         "train_images": counts(train_records),
         "val_images": counts(val_records),

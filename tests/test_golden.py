@@ -1,0 +1,58 @@
+"""The shipped models' outputs on the bundled samples equal those recorded before the inference refactor.
+
+``tests/golden/record.py`` recorded them; this test fails if the shipped weights are missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from golden.record import CAMS, cli, inputs
+
+import covidnet
+from covidnet.samples import samples
+
+RECORDED = json.loads((Path(__file__).parent / "golden" / "outputs.json").read_text())
+PAIRS = sorted(RECORDED["analyses"])
+
+
+@pytest.fixture(scope="module")
+def scans() -> dict[str, covidnet.Scan]:
+    return {file: covidnet.read_scan(data) for file, data in inputs().items()}
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_probabilities_warnings_and_heatmaps_are_unchanged(pair, scans):
+    file, backbone = pair.split("|")
+    expected = RECORDED["analyses"][pair]
+    model = covidnet.load(backbone)
+    for cam in CAMS:
+        analysis = model.analyze(scans[file], cam=cam)
+        assert analysis.probabilities == pytest.approx(expected["probabilities"], abs=1e-6)
+        assert analysis.prediction == expected["prediction"]
+        assert [(w["code"], w["message"]) for w in analysis.warnings] == [
+            (w["code"], w["message"]) for w in expected["warnings"]
+        ]
+        np.testing.assert_allclose(analysis.grid, expected["grids"][cam], atol=1e-5)
+        assert analysis.heatmap.shape == (scans[file].image.height, scans[file].image.width)
+        assert float(analysis.heatmap.sum()) == pytest.approx(expected["heatmap_sum"][cam], rel=1e-4)
+    covid = model.analyze(scans[file], cam="gradcam", target="covid")
+    np.testing.assert_allclose(covid.grid, expected["grid_covid_target"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_rows_text_and_exit_status_are_unchanged():
+    folder = samples()[0].path.parent
+    rows, text = cli(folder, "--json"), cli(folder)
+    assert rows.returncode == RECORDED["cli"]["returncode"] == text.returncode
+    got = [json.loads(line) for line in rows.stdout.splitlines()]
+    assert len(got) == len(RECORDED["cli"]["rows"])
+    for row, expected in zip(got, RECORDED["cli"]["rows"], strict=True):
+        assert {k: row[k] for k in expected if k != "probabilities"} == {
+            k: v for k, v in expected.items() if k != "probabilities"
+        }
+        assert row["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+    assert text.stdout.splitlines() == RECORDED["cli"]["text"]
