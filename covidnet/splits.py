@@ -156,9 +156,7 @@ def _joined_split(group_splits: set[str], *, external: bool) -> str:
     return "excluded"
 
 
-def write_split_file(
-    path: Path, records: list[Record], hashes: list[int], split: list[str], rounds: list[int]
-) -> None:
+def write_split_file(path: Path, records: list[Record], hashes: list[int], split: list[str], rounds: list[int]) -> None:
     """Save ``sha256,phash,split,round`` rows (the committed record of the split).
 
     ``round`` says which ``covidnet split`` run first assigned the image (1 for the first).
