@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from covidnet import ui
+import ui
 
 st.set_page_config(page_title="CovidNet — chest X-ray demo", page_icon=":material/pulmonology:", layout="wide")
 with st.sidebar:

@@ -18,12 +18,12 @@ import torch
 from run import DATA, ROOT, median_seconds, medians, scans, weights_folder
 
 import covidnet
-from covidnet.checkpoints import load_checkpoint
+from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
-from covidnet.data import read_metadata
-from covidnet.metrics import macro_auc
-from covidnet.predict import Predictor
-from covidnet.train import split_records
+from covidnet.inference.predictor import Predictor
+from covidnet.models.checkpoints import load_checkpoint
+from covidnet.training.data import read_metadata
+from covidnet.training.train import split_records
 
 OUT = Path(__file__).parent / "experiments.json"
 

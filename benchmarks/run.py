@@ -34,9 +34,9 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
-from covidnet.backbones import build_model, cam_layer, get_spec
-from covidnet.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
-from covidnet.preprocessing import build_transform
+from covidnet.io.preprocessing import build_transform
+from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
+from covidnet.models.registry import build_model, cam_layer, get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cxr"

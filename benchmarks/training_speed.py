@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import covidnet
-from covidnet.backbones import build_model
+from covidnet.models.registry import build_model
 
 BATCH, STEPS, WARMUP = 32, 5, 2
 

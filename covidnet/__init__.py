@@ -8,9 +8,6 @@ A research and teaching demo, not a medical device.
     >>> result.probabilities, result.heatmap.shape
 """
 
-from covidnet.backbones import backbones
-from covidnet.cards import ModelCard
-from covidnet.checkpoints import trained_backbones
 from covidnet.classes import CLASSES, display_name
 from covidnet.errors import (
     CheckpointError,
@@ -19,9 +16,12 @@ from covidnet.errors import (
     UnknownBackboneError,
     UnknownCamMethodError,
 )
-from covidnet.explain import cam_methods
-from covidnet.imaging import Scan, read_scan
-from covidnet.predict import Analysis, Predictor, load
+from covidnet.inference.cam import cam_methods
+from covidnet.inference.predictor import Analysis, Predictor, load
+from covidnet.io.reading import Scan, read_scan
+from covidnet.models.checkpoints import trained_backbones
+from covidnet.models.metadata import ModelCard
+from covidnet.models.registry import backbones
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from covidnet import ui
+import ui
 
 st.title("About CovidNet")
 ui.disclaimer()

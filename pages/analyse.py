@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import covidnet
-from covidnet import ui
+import ui
 
 st.title("Analyse a chest X-ray")
 ui.disclaimer()

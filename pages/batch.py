@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import covidnet
-from covidnet import ui
+import ui
 
 st.title("Batch analysis")
 ui.disclaimer()

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import covidnet
-from covidnet import ui
+import ui
 
 st.title("Compare backbones")
 ui.disclaimer()

@@ -6,9 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import covidnet
-from covidnet import ui
-from covidnet.checkpoints import default_weights_dir
-from covidnet.modelcard import (
+import ui
+from covidnet.assessment.model_card import (
     REPORTS,
     gate_breakdown_table,
     gate_table,
@@ -18,6 +17,7 @@ from covidnet.modelcard import (
     shortcut_findings,
     shortcut_table,
 )
+from covidnet.models.checkpoints import default_weights_dir
 
 st.title("Model card")
 ui.disclaimer()

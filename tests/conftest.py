@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import covidnet
-from covidnet.backbones import build_model
-from covidnet.checkpoints import save_checkpoint
+from covidnet.models.checkpoints import save_checkpoint
+from covidnet.models.registry import build_model
 
 CXR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 TEST_INPUT_SIZE = 128  # small inputs keep the suite fast; the real input sizes are in the registry

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import covidnet
-from covidnet.metrics import summarise
+from covidnet.assessment.metrics import summarise
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]

@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 import covidnet
-from covidnet.backbones import BACKBONES, build_model, cam_layer, get_spec
 from covidnet.classes import CLASSES
+from covidnet.models.registry import BACKBONES, build_model, cam_layer, get_spec
 
 
 def test_backbones_lists_every_family():

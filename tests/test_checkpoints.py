@@ -6,9 +6,8 @@ import pytest
 import torch
 
 import covidnet
-from covidnet.backbones import build_model, get_spec
-from covidnet.cards import read_card
-from covidnet.checkpoints import (
+from covidnet.classes import CLASSES
+from covidnet.models.checkpoints import (
     checkpoint_paths,
     count_parameters,
     load_checkpoint,
@@ -16,7 +15,8 @@ from covidnet.checkpoints import (
     sha256_of,
     verify_checkpoint,
 )
-from covidnet.classes import CLASSES
+from covidnet.models.metadata import read_card
+from covidnet.models.registry import build_model, get_spec
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 

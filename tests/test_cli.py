@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import covidnet
-from covidnet.checkpoints import checkpoint_paths
 from covidnet.cli import main
+from covidnet.models.checkpoints import checkpoint_paths
 
 
 def covidnet_cli(*args: str | Path, weights: Path | None = None) -> subprocess.CompletedProcess:

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import covidnet
-from covidnet.checkpoints import load_checkpoint
-from covidnet.gate import CODE, FeatureGate, fit_gate, load_gate, save_gate, screen
-from covidnet.predict import Predictor
+from covidnet.inference.gate import CODE, FeatureGate, fit_gate, load_gate, save_gate, screen
+from covidnet.inference.predictor import Predictor
+from covidnet.models.checkpoints import load_checkpoint
 
 
 def scan_of(image: Image.Image) -> covidnet.Scan:
@@ -84,7 +84,7 @@ def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
 
 
 def test_the_non_xray_corpus_has_150_readable_images_of_every_kind():
-    from covidnet.gate_corpus import non_xray_scans
+    from gate_corpus import non_xray_scans
 
     corpus = non_xray_scans()
     assert len(corpus) >= 150
@@ -100,10 +100,10 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 @pytest.mark.parametrize("name", [p.stem for p in sorted(SHIPPED.glob("*.json")) if json.loads(p.read_text())["gate"]])
 def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
     from conftest import CXR_ROOT
+    from gate_corpus import non_xray_scans
 
-    from covidnet.data import read_metadata
-    from covidnet.gate_corpus import non_xray_scans
-    from covidnet.train import split_records
+    from covidnet.training.data import read_metadata
+    from covidnet.training.train import split_records
 
     model = covidnet.load(name, weights_dir=SHIPPED)
     corpus = non_xray_scans()
@@ -118,9 +118,9 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     """The gate belongs to the input, so densenet121 may be screened by resnet18's stages."""
     import shutil
 
-    from covidnet.cards import read_card
-    from covidnet.checkpoints import checkpoint_paths
-    from covidnet.gate_fitting import share_gate
+    from covidnet.models.checkpoints import checkpoint_paths
+    from covidnet.models.metadata import read_card
+    from covidnet.training.gate_fitting import share_gate
 
     for name in ("resnet18", "densenet121"):
         for path in checkpoint_paths(name, weights_dir):

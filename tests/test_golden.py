@@ -13,7 +13,7 @@ import pytest
 from golden.record import CAMS, cli, inputs
 
 import covidnet
-from covidnet.samples import samples
+from covidnet.io.samples import samples
 
 RECORDED = json.loads((Path(__file__).parent / "golden" / "outputs.json").read_text())
 PAIRS = sorted(RECORDED["analyses"])

@@ -11,7 +11,7 @@ from PIL import Image
 from scan_files import H, W, compressed_dicom, dicom, encode, noise, png_claiming, ramp, zip_bytes
 
 from covidnet import ScanError, read_scan
-from covidnet.imaging import DISPLAY_MAX_SIDE
+from covidnet.io.reading import DISPLAY_MAX_SIDE
 
 
 def dark_left_bright_right(image: Image.Image) -> bool:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from covidnet.calibration import expected_calibration_error, fit_temperature, reliability_bins
-from covidnet.metrics import macro_auc, sensitivity_at_specificity, summarise
+from covidnet.assessment.metrics import macro_auc, sensitivity_at_specificity, summarise
+from covidnet.training.calibration import expected_calibration_error, fit_temperature, reliability_bins
 
 
 def one_hot(labels: np.ndarray, confidence: float = 1.0) -> np.ndarray:

@@ -9,10 +9,10 @@ import numpy as np
 from conftest import CXR_ROOT
 
 import covidnet
-from covidnet.cards import read_card
-from covidnet.checkpoints import checkpoint_paths
-from covidnet.metrics import summarise
-from covidnet.modelcard import RESULTS_END, RESULTS_START, write_model_card
+from covidnet.assessment.metrics import summarise
+from covidnet.assessment.model_card import RESULTS_END, RESULTS_START, write_model_card
+from covidnet.models.checkpoints import checkpoint_paths
+from covidnet.models.metadata import read_card
 
 SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
 

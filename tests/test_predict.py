@@ -14,11 +14,11 @@ from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
-from covidnet.backbones import build_model, cam_layer, get_spec, head
-from covidnet.checkpoints import load_checkpoint
 from covidnet.classes import CLASSES
-from covidnet.explain import overlay
-from covidnet.predict import Predictor
+from covidnet.inference.cam import overlay
+from covidnet.inference.predictor import Predictor
+from covidnet.models.checkpoints import load_checkpoint
+from covidnet.models.registry import build_model, cam_layer, get_spec, head
 
 BACKBONES = covidnet.backbones()
 

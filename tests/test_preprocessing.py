@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from covidnet.cards import ModelCard
-from covidnet.preprocessing import build_transform
+from covidnet.io.preprocessing import build_transform
+from covidnet.models.metadata import ModelCard
 
 CARD = ModelCard(backbone="resnet18", architecture="resnet18", input_size=96, sha256="", size_bytes=0, parameters=0)
 

@@ -12,7 +12,7 @@ import tomllib
 from scan_files import dicom, ramp
 from streamlit.testing.v1 import AppTest
 
-from covidnet.imaging import MAX_FILE_BYTES
+from covidnet.io.reading import MAX_FILE_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 PATIENT = ("Doe^Jane", "PID-12345", "19700101")

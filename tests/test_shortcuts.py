@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import covidnet
-from covidnet.modelcard import SALIENCY_MAX_SPEARMAN
-from covidnet.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe
+from covidnet.assessment.model_card import SALIENCY_MAX_SPEARMAN
+from covidnet.assessment.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 

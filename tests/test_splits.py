@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import CXR_ROOT
 
-from covidnet.data import Record, read_metadata
-from covidnet.splits import (
+from covidnet.training.data import Record, read_metadata
+from covidnet.training.splits import (
     NEAR_DUPLICATE_BITS,
     assign_splits,
     extend_splits,

@@ -9,8 +9,8 @@ from conftest import CXR_ROOT
 from PIL import Image
 
 import covidnet
-from covidnet.checkpoints import verify_checkpoint
-from covidnet.train import TrainConfig, train, xray_augmentation
+from covidnet.models.checkpoints import verify_checkpoint
+from covidnet.training.train import TrainConfig, train, xray_augmentation
 
 SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
 
@@ -41,7 +41,7 @@ def test_same_seed_gives_the_same_weights_and_an_interrupted_run_resumes_exactly
     uninterrupted = train(config(tmp_path / "a", epochs=2))
     assert train(config(tmp_path / "b", epochs=2)).sha256 == uninterrupted.sha256  # deterministic on the CPU
 
-    import covidnet.train as training
+    import covidnet.training.train as training
 
     original, calls = training.collect_logits, []
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 import covidnet
-from covidnet.samples import samples
+from covidnet.io.samples import samples
 
 HERE = Path(__file__).parent
 CAMS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")

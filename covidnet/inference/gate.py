@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from covidnet.checkpoints import sha256_of
 from covidnet.errors import CheckpointError
-from covidnet.imaging import Scan
+from covidnet.io.reading import Scan
+from covidnet.models.checkpoints import sha256_of
 
 COLOUR_SATURATION = 0.25  # HSV saturation above which a pixel counts as coloured
 COLOUR_PIXELS = 0.02  # more than this share of coloured pixels: a colour picture

@@ -3,7 +3,7 @@
 The report holds, per backbone and for the ensemble (mean of calibrated probabilities): accuracy,
 balanced accuracy, macro AUC and per-class AUC / sensitivity / specificity / PPV with 95% bootstrap
 intervals, the confusion matrix, ROC points, ECE before and after temperature scaling, reliability
-bins, and the shortcut and saliency checks of ``covidnet.shortcuts``.
+bins, and the shortcut and saliency checks of ``covidnet.assessment.shortcuts``.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from covidnet.calibration import expected_calibration_error, reliability_bins
+from covidnet.assessment.metrics import summarise
+from covidnet.assessment.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe, with_image
 from covidnet.classes import CLASSES
-from covidnet.data import Record
 from covidnet.errors import ScanError
-from covidnet.gate import screen
-from covidnet.imaging import Scan, read_scan
-from covidnet.metrics import summarise
-from covidnet.predict import Outputs, Predictor, load
-from covidnet.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe, with_image
+from covidnet.inference.gate import screen
+from covidnet.inference.predictor import Outputs, Predictor, load
+from covidnet.io.reading import Scan, read_scan
+from covidnet.training.calibration import expected_calibration_error, reliability_bins
+from covidnet.training.data import Record
 
 BATCH = 64
 SALIENCY_SCANS = 12

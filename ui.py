@@ -12,9 +12,9 @@ import json
 import streamlit as st
 
 import covidnet
-from covidnet.gate import CODE as GATE_CODE
-from covidnet.predict import Analysis
-from covidnet.samples import Sample, samples
+from covidnet.inference.gate import CODE as GATE_CODE
+from covidnet.inference.predictor import Analysis
+from covidnet.io.samples import Sample, samples
 
 DISCLAIMER = (
     "**Research and teaching demo — not a medical device.** CovidNet must not be used to diagnose, treat or "

@@ -9,12 +9,12 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from covidnet.cards import ModelCard, read_card, write_card
-from covidnet.checkpoints import checkpoint_paths
+from covidnet.assessment.metrics import uncertainty_threshold
 from covidnet.classes import CLASSES, display_name
-from covidnet.data import read_metadata
-from covidnet.metrics import uncertainty_threshold
-from covidnet.splits import SPLITS, read_split_file
+from covidnet.models.checkpoints import checkpoint_paths
+from covidnet.models.metadata import ModelCard, read_card, write_card
+from covidnet.training.data import read_metadata
+from covidnet.training.splits import SPLITS, read_split_file
 
 REPORTS = {"internal_test": "Internal test (patient-level split)", "external": "External source (never trained on)"}
 VALIDATION_REPORT = "validation"  # used for the app's "uncertain" threshold only

@@ -19,9 +19,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from covidnet.backbones import build_model, cam_layer, get_spec
-from covidnet.imaging import Scan
-from covidnet.predict import Predictor
+from covidnet.inference.predictor import Predictor
+from covidnet.io.reading import Scan
+from covidnet.models.registry import build_model, cam_layer, get_spec
 
 # Fractions of width and height. The lung fields of a frontal radiograph lie roughly inside the
 # central box; markers, text and cropped borders sit in the top band and the corners.

@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from covidnet.imaging import Scan, read_scan
+from covidnet.io.reading import Scan, read_scan
 
 COLOUR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
                  "colorwheel", "logo")  # fmt: skip

@@ -19,14 +19,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from covidnet.backbones import cam_layer, get_spec, head, submodule
-from covidnet.cards import ModelCard
-from covidnet.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.errors import CovidNetError
-from covidnet.explain import cam_grid, needs_gradients, overlay, resize_heatmap
-from covidnet.gate import FeatureGate, load_gate, screen, stage_statistics
-from covidnet.imaging import Scan, ScanSource, read_scan
-from covidnet.preprocessing import build_transform, same_preprocessing
+from covidnet.inference.cam import cam_grid, needs_gradients, overlay, resize_heatmap
+from covidnet.inference.gate import FeatureGate, load_gate, screen, stage_statistics
+from covidnet.io.preprocessing import build_transform, same_preprocessing
+from covidnet.io.reading import Scan, ScanSource, read_scan
+from covidnet.models.checkpoints import default_weights_dir, load_checkpoint
+from covidnet.models.metadata import ModelCard
+from covidnet.models.registry import cam_layer, get_spec, head, submodule
 
 
 class Outputs(NamedTuple):

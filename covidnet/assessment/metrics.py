@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
 
-from covidnet.calibration import expected_calibration_error, reliability_bins
 from covidnet.classes import CLASSES
+from covidnet.training.calibration import expected_calibration_error, reliability_bins
 
 BOOTSTRAP_ROUNDS = 1000
 ROC_POINTS = 101

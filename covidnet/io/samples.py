@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-FOLDER = Path(__file__).parent / "sample_scans"
+FOLDER = Path(__file__).resolve().parents[1] / "sample_scans"
 
 
 @dataclass(frozen=True)

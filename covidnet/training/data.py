@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from covidnet.classes import CLASSES
 from covidnet.errors import CovidNetError
-from covidnet.imaging import read_scan
+from covidnet.io.reading import read_scan
 
 
 @dataclass(frozen=True)

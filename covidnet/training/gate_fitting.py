@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from covidnet.backbones import get_spec
-from covidnet.cards import ModelCard, read_card, write_card
-from covidnet.checkpoints import checkpoint_paths
-from covidnet.data import Record
-from covidnet.evaluate import forward_all
-from covidnet.gate import COLOUR_PIXELS, COLOUR_SATURATION, FLAT_STD, GATE_QUANTILE, fit_gate, save_gate
-from covidnet.imaging import read_scan
-from covidnet.predict import Predictor
+from covidnet.assessment.evaluate import forward_all
+from covidnet.inference.gate import COLOUR_PIXELS, COLOUR_SATURATION, FLAT_STD, GATE_QUANTILE, fit_gate, save_gate
+from covidnet.inference.predictor import Predictor
+from covidnet.io.reading import read_scan
+from covidnet.models.checkpoints import checkpoint_paths
+from covidnet.models.metadata import ModelCard, read_card, write_card
+from covidnet.models.registry import get_spec
+from covidnet.training.data import Record
 
 
 def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record], weights_dir: Path) -> ModelCard:

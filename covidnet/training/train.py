@@ -23,16 +23,16 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
-from covidnet.backbones import build_model, get_spec
-from covidnet.calibration import expected_calibration_error, fit_temperature
-from covidnet.cards import ModelCard
-from covidnet.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
+from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
-from covidnet.data import Record, ScanDataset, read_metadata
 from covidnet.errors import CovidNetError
-from covidnet.metrics import macro_auc
-from covidnet.preprocessing import build_transform
-from covidnet.splits import read_split_file
+from covidnet.io.preprocessing import build_transform
+from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
+from covidnet.models.metadata import ModelCard
+from covidnet.models.registry import build_model, get_spec
+from covidnet.training.calibration import expected_calibration_error, fit_temperature
+from covidnet.training.data import Record, ScanDataset, read_metadata
+from covidnet.training.splits import read_split_file
 
 
 class RandomGamma(nn.Module):
@@ -269,13 +269,17 @@ def _training_summary(config: TrainConfig, train_records, val_records, best_epoc
 def _git_commit() -> str:
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "covidnet"],
+            ["git", "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
-            cwd=Path(__file__).parent,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

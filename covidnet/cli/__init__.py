@@ -15,13 +15,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from covidnet.backbones import backbones, get_spec
-from covidnet.checkpoints import default_weights_dir, load_checkpoint, trained_backbones, verify_checkpoint
 from covidnet.classes import CLASSES, display_name
 from covidnet.errors import CheckpointError, CovidNetError
-from covidnet.explain import cam_methods
-from covidnet.imaging import SCAN_SUFFIXES, Scan, read_scan
-from covidnet.predict import Predictor, load
+from covidnet.inference.cam import cam_methods
+from covidnet.inference.predictor import Predictor, load
+from covidnet.io.reading import SCAN_SUFFIXES, Scan, read_scan
+from covidnet.models.checkpoints import default_weights_dir, load_checkpoint, trained_backbones, verify_checkpoint
+from covidnet.models.registry import backbones, get_spec
 
 EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_DATA = Path("../shared/data/cxr")
@@ -178,8 +178,15 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_split(args: argparse.Namespace) -> int:
-    from covidnet.data import read_metadata
-    from covidnet.splits import SPLITS, assign_splits, extend_splits, perceptual_hash, read_split_file, write_split_file
+    from covidnet.training.data import read_metadata
+    from covidnet.training.splits import (
+        SPLITS,
+        assign_splits,
+        extend_splits,
+        perceptual_hash,
+        read_split_file,
+        write_split_file,
+    )
 
     records = read_metadata(args.data / "metadata.csv")
     earlier = {} if args.fresh or not args.out.exists() else read_split_file(args.out)
@@ -206,7 +213,7 @@ def _run_split(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from covidnet.train import TrainConfig, train
+    from covidnet.training.train import TrainConfig, train
 
     settings = {k: v for k, v in vars(args).items() if k not in ("run", "weights_dir")}
     card = train(TrainConfig(**settings), command="covidnet " + " ".join(sys.argv[1:]))
@@ -215,9 +222,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from covidnet.data import read_metadata
-    from covidnet.evaluate import evaluate
-    from covidnet.train import split_records
+    from covidnet.assessment.evaluate import evaluate
+    from covidnet.training.data import read_metadata
+    from covidnet.training.train import split_records
 
     records = read_metadata(args.metadata, root=args.root)
     data = f"{args.metadata}"
@@ -239,9 +246,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_fit_gate(args: argparse.Namespace) -> int:
-    from covidnet.data import read_metadata
-    from covidnet.gate_fitting import fit_from_splits, share_gate
-    from covidnet.train import split_records
+    from covidnet.training.data import read_metadata
+    from covidnet.training.gate_fitting import fit_from_splits, share_gate
+    from covidnet.training.train import split_records
 
     parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
     folder = args.weights_dir or default_weights_dir()
@@ -268,8 +275,9 @@ def _run_fit_gate(args: argparse.Namespace) -> int:
 def _run_gate_report(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from covidnet.gate import CODE
-    from covidnet.gate_corpus import non_xray_scans
+    from gate_corpus import non_xray_scans
+
+    from covidnet.inference.gate import CODE
 
     corpus = non_xray_scans()
     kinds = Counter(kind for kind, _, _ in corpus)
@@ -295,7 +303,7 @@ def _run_gate_report(args: argparse.Namespace) -> int:
 
 
 def _run_model_card(args: argparse.Namespace) -> int:
-    from covidnet.modelcard import write_model_card
+    from covidnet.assessment.model_card import write_model_card
 
     weights = args.weights_dir or default_weights_dir()
     write_model_card(args.reports, weights, args.data / "metadata.csv", args.split_file, args.out, args.readme)

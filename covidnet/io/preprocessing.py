@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from covidnet.cards import ModelCard
+from covidnet.models.metadata import ModelCard
 
 Transform = Callable[[Image.Image], torch.Tensor]
 

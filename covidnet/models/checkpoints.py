@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from covidnet.backbones import backbones, build_model, get_spec
-from covidnet.cards import ModelCard, read_card, write_card
 from covidnet.classes import CLASSES
 from covidnet.errors import CheckpointError
+from covidnet.models.metadata import ModelCard, read_card, write_card
+from covidnet.models.registry import backbones, build_model, get_spec
 
 WEIGHTS_ENV = "COVIDNET_WEIGHTS"
 _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -25,7 +25,7 @@ _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 def default_weights_dir() -> Path:
     """``$COVIDNET_WEIGHTS`` if set, else the ``weights/`` folder shipped beside the package."""
-    return Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parent.parent / "weights")
+    return Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parents[2] / "weights")
 
 
 def checkpoint_paths(backbone: str, weights_dir: Path | None = None) -> tuple[Path, Path]:

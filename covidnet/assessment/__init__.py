@@ -1,0 +1,1 @@
+"""Assessment: metrics, evaluation reports, shortcut checks and the model card document."""

@@ -1,0 +1,1 @@
+"""Inference: the predictor, its feature extraction, the CAM methods and the chest X-ray gate."""

@@ -1,0 +1,1 @@
+"""The backbone registry, checkpoint metadata, and verified checkpoint loading."""
