@@ -87,13 +87,13 @@ def gate_passed(warnings: list[dict[str, str]], key: str) -> bool:
     return st.checkbox("Show the probabilities anyway (they are not meaningful for this image)", key=key)
 
 
-def report_json(name: str, result: Analysis, card: covidnet.ModelCard) -> str:
+def report_json(name: str, result: Analysis, meta: covidnet.CheckpointMetadata) -> str:
     """The downloadable JSON report of one analysis."""
     return json.dumps(
         {
             "file": name,
             "backbone": result.backbone,
-            "weights_sha256": card.sha256,
+            "weights_sha256": meta.sha256,
             "probabilities": result.probabilities,
             "prediction": result.prediction,
             "cam": result.cam,

@@ -88,7 +88,7 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
         model = covidnet.load(name, weights_dir=weights)
         plain = build_model(name).eval()
         plain.load_state_dict(model.model.state_dict())
-        x = build_transform(model.card)(scan.image).unsqueeze(0)
+        x = build_transform(model.meta)(scan.image).unsqueeze(0)
 
         def forward(plain=plain, x=x):
             with torch.no_grad():
@@ -98,7 +98,7 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
             plain.zero_grad()
             plain(x)[0, 0].backward()
 
-        row = {"input_size": model.card.input_size} | medians(
+        row = {"input_size": model.meta.input_size} | medians(
             {
                 "forward": forward,
                 "forward_backward": forward_backward,
@@ -118,11 +118,11 @@ def seed_style_request(name: str, weights: Path, scan_path: Path) -> None:
     """What hobby demos do per request: rebuild and load the model, one pass for the probabilities, a
     second pass for Grad-CAM."""
     pt_path, _ = checkpoint_paths(name, weights)
-    card = covidnet.load(name, weights_dir=weights).card
+    meta = covidnet.load(name, weights_dir=weights).meta
     model = build_model(name)
     model.load_state_dict(torch.load(pt_path, map_location="cpu", weights_only=True))
     model.eval()
-    x = build_transform(card)(covidnet.read_scan(scan_path).image).unsqueeze(0)
+    x = build_transform(meta)(covidnet.read_scan(scan_path).image).unsqueeze(0)
     with torch.no_grad():
         probabilities = torch.softmax(model(x), 1)
     target = [ClassifierOutputTarget(int(probabilities.argmax()))]

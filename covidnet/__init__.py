@@ -20,7 +20,7 @@ from covidnet.inference.cam import cam_methods
 from covidnet.inference.predictor import Analysis, Predictor, load
 from covidnet.io.reading import Scan, read_scan
 from covidnet.models.checkpoints import trained_backbones
-from covidnet.models.metadata import ModelCard
+from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import backbones
 
 __version__ = "0.1.0"
@@ -29,8 +29,8 @@ __all__ = [
     "CLASSES",
     "Analysis",
     "CheckpointError",
+    "CheckpointMetadata",
     "CovidNetError",
-    "ModelCard",
     "Predictor",
     "Scan",
     "ScanError",

@@ -24,4 +24,4 @@ class UnknownCamMethodError(CovidNetError, KeyError):
 
 
 class CheckpointError(CovidNetError):
-    """Trained weights that are missing, tampered with or inconsistent with their card."""
+    """Trained weights that are missing, tampered with or inconsistent with their metadata."""

@@ -31,12 +31,12 @@ except covidnet.CovidNetError as error:
     st.error(str(error))
     st.stop()
 
-card = ui.shared_model(backbone).card
+meta = ui.shared_model(backbone).meta
 if not ui.gate_passed(result.warnings, key="analyse-anyway"):
     st.image(scan.image, caption=name, width=480)
     st.stop()
 top = result.probabilities[result.prediction]
-threshold = card.metrics.get("uncertain_below")
+threshold = meta.metrics.get("uncertain_below")
 basis = "this model was less than 95% accurate on its validation split"
 if threshold is None:
     threshold, basis = 0.5, "no class has a majority (no validation threshold is recorded for these weights)"
@@ -67,7 +67,7 @@ figure.update_layout(
     title="Calibrated probabilities",
 )
 st.plotly_chart(figure, width="stretch")
-st.caption(f"Computed in {result.seconds:.2f} s. Temperature {card.temperature:.2f} (fitted on validation).")
+st.caption(f"Computed in {result.seconds:.2f} s. Temperature {meta.temperature:.2f} (fitted on validation).")
 
 if scan.dicom_tags:
     st.markdown("**DICOM tags for reading** (patient data is never shown)")
@@ -86,7 +86,7 @@ download_png.download_button(
 )
 download_json.download_button(
     "Download report (JSON)",
-    ui.report_json(name, result, card),
+    ui.report_json(name, result, meta),
     file_name=f"{name}.{backbone}.json",
     mime="application/json",
     on_click="ignore",

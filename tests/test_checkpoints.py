@@ -15,7 +15,7 @@ from covidnet.models.checkpoints import (
     sha256_of,
     verify_checkpoint,
 )
-from covidnet.models.metadata import read_card
+from covidnet.models.metadata import read_checkpoint_metadata
 from covidnet.models.registry import build_model, get_spec
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
@@ -30,9 +30,9 @@ def copy_checkpoint(backbone: str, source: Path, target: Path) -> None:
 def test_round_trip_keeps_every_weight(tmp_path):
     torch.manual_seed(3)
     model = build_model("resnet18")
-    card = save_checkpoint(model, backbone="resnet18", input_size=128, out_dir=tmp_path, temperature=1.7)
+    meta = save_checkpoint(model, backbone="resnet18", input_size=128, out_dir=tmp_path, temperature=1.7)
     loaded, loaded_card = load_checkpoint("resnet18", tmp_path)
-    assert loaded_card == card and loaded_card.temperature == 1.7
+    assert loaded_card == meta and loaded_card.temperature == 1.7
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
@@ -66,19 +66,19 @@ def test_missing_weights_say_how_to_get_them(tmp_path):
 
 def test_card_for_another_backbone_is_refused(weights_dir, tmp_path):
     copy_checkpoint("resnet18", weights_dir, tmp_path)
-    pt, card = checkpoint_paths("resnet18", tmp_path)
+    pt, meta = checkpoint_paths("resnet18", tmp_path)
     pt.rename(tmp_path / "densenet121.pt")
-    card.rename(tmp_path / "densenet121.json")
+    meta.rename(tmp_path / "densenet121.json")
     with pytest.raises(covidnet.CheckpointError, match="describes 'resnet18'"):
         verify_checkpoint("densenet121", tmp_path)
 
 
 def test_card_with_unknown_fields_is_refused(weights_dir, tmp_path):
     copy_checkpoint("resnet18", weights_dir, tmp_path)
-    _, card_path = checkpoint_paths("resnet18", tmp_path)
-    record = json.loads(card_path.read_text())
+    _, meta_path = checkpoint_paths("resnet18", tmp_path)
+    record = json.loads(meta_path.read_text())
     record["acuracy"] = 0.99
-    card_path.write_text(json.dumps(record))
+    meta_path.write_text(json.dumps(record))
     with pytest.raises(covidnet.CheckpointError, match="acuracy"):
         verify_checkpoint("resnet18", tmp_path)
 
@@ -91,15 +91,15 @@ def test_loading_reads_tensors_only(weights_dir, tmp_path, monkeypatch):
     assert calls and all(k.get("weights_only") is True for k in calls)
 
 
-@pytest.mark.parametrize("card_path", sorted(SHIPPED.glob("*.json")), ids=lambda p: p.stem)
-def test_every_shipped_card_matches_its_file_and_model(card_path):
-    card = read_card(card_path)
-    pt_path = card_path.with_suffix(".pt")
-    assert card.backbone == card_path.stem and card.architecture == get_spec(card.backbone).builder
-    assert pt_path.stat().st_size == card.size_bytes < 50 * 2**20
-    assert sha256_of(pt_path) == card.sha256
-    model, _ = load_checkpoint(card.backbone, SHIPPED)
-    assert count_parameters(model) == card.parameters
-    assert tuple(card.classes) == CLASSES
+@pytest.mark.parametrize("meta_path", sorted(SHIPPED.glob("*.json")), ids=lambda p: p.stem)
+def test_every_shipped_card_matches_its_file_and_model(meta_path):
+    meta = read_checkpoint_metadata(meta_path)
+    pt_path = meta_path.with_suffix(".pt")
+    assert meta.backbone == meta_path.stem and meta.architecture == get_spec(meta.backbone).builder
+    assert pt_path.stat().st_size == meta.size_bytes < 50 * 2**20
+    assert sha256_of(pt_path) == meta.sha256
+    model, _ = load_checkpoint(meta.backbone, SHIPPED)
+    assert count_parameters(model) == meta.parameters
+    assert tuple(meta.classes) == CLASSES
     assert list(model.state_dict().values())[-1].shape == (len(CLASSES),)
-    assert card.metrics, "a shipped checkpoint must carry its measured metrics"
+    assert meta.metrics, "a shipped checkpoint must carry its measured metrics"

@@ -63,7 +63,7 @@ def test_gate_file_is_verified_before_loading(tmp_path):
 
 
 def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
-    model, card = load_checkpoint("resnet18", weights_dir)
+    model, meta = load_checkpoint("resnet18", weights_dir)
     widths = [128, 256, 512]  # mean and std of resnet18's layer1..layer3 channels
     gate = FeatureGate(
         tuple(torch.zeros(w, dtype=torch.float64) for w in widths),
@@ -71,8 +71,8 @@ def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
         (1.0, 1.0, 1.0),
         -1.0,
     )
-    closed = Predictor(model, card, gate)
-    opened = Predictor(load_checkpoint("resnet18", weights_dir)[0], card, dataclasses.replace(gate, threshold=1e9))
+    closed = Predictor(model, meta, gate)
+    opened = Predictor(load_checkpoint("resnet18", weights_dir)[0], meta, dataclasses.replace(gate, threshold=1e9))
     for cam in ("gradcam", None):
         flagged = closed.analyze(real_scans[0], cam=cam)
         assert [w["code"] for w in flagged.warnings] == [CODE] and "frontal chest X-ray" in flagged.warnings[0][
@@ -119,7 +119,7 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     import shutil
 
     from covidnet.models.checkpoints import checkpoint_paths
-    from covidnet.models.metadata import read_card
+    from covidnet.models.metadata import read_checkpoint_metadata
     from covidnet.training.gate_fitting import share_gate
 
     for name in ("resnet18", "densenet121"):
@@ -134,7 +134,7 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     )
     sha = save_gate(closed, tmp_path / "resnet18.gate.pt")
     keeper = dataclasses.replace(
-        read_card(checkpoint_paths("resnet18", tmp_path)[1]),
+        read_checkpoint_metadata(checkpoint_paths("resnet18", tmp_path)[1]),
         gate={"file": "resnet18.gate.pt", "sha256": sha, "backbone": "resnet18"},
     )
     share_gate(keeper, "densenet121", tmp_path)

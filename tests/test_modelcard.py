@@ -12,7 +12,7 @@ import covidnet
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.model_card import RESULTS_END, RESULTS_START, write_model_card
 from covidnet.models.checkpoints import checkpoint_paths
-from covidnet.models.metadata import read_card
+from covidnet.models.metadata import read_checkpoint_metadata
 
 SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
 
@@ -25,7 +25,7 @@ def report(weights: Path, *, lungs_masked: float) -> dict:
     for name in covidnet.backbones():
         m = copy.deepcopy(summary)
         m["ece"] = {"before_temperature": 0.2, "after_temperature": m["ece"]}
-        m["weights_sha256"] = read_card(checkpoint_paths(name, weights)[1]).sha256
+        m["weights_sha256"] = read_checkpoint_metadata(checkpoint_paths(name, weights)[1]).sha256
         m["gate"] = {"fitted": True, "flagged": 1, "flagged_share": 1 / 120}
         m["shortcuts"] = {
             "accuracy": 0.95, "accuracy_lungs_masked": lungs_masked, "accuracy_top_and_corners_masked": 0.9,
@@ -59,6 +59,6 @@ def test_model_card_readme_table_and_card_metrics_come_from_the_reports(weights_
     assert markdown.count("with the lungs blacked out") == len(covidnet.backbones())  # not on the external set
     text = readme.read_text()
     assert "old" not in text and "| data | model |" in text and text.endswith("after\n")
-    card = read_card(checkpoint_paths("resnet18", weights)[1])
-    assert {"internal_test", "external", "uncertain_below"} <= set(card.metrics)
-    assert 0.5 <= card.metrics["uncertain_below"] <= 0.95
+    meta = read_checkpoint_metadata(checkpoint_paths("resnet18", weights)[1])
+    assert {"internal_test", "external", "uncertain_below"} <= set(meta.metrics)
+    assert 0.5 <= meta.metrics["uncertain_below"] <= 0.95

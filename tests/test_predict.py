@@ -52,8 +52,8 @@ def test_batch_equals_one_at_a_time(weights_dir, scans):
 
 def test_temperature_from_the_card_is_applied(weights_dir, scans):
     shared = covidnet.load("resnet18", weights_dir=weights_dir)
-    model, card = load_checkpoint("resnet18", weights_dir)
-    hot = Predictor(model, dataclasses.replace(card, temperature=4.0))
+    model, meta = load_checkpoint("resnet18", weights_dir)
+    hot = Predictor(model, dataclasses.replace(meta, temperature=4.0))
     x = shared.tensor(scans[0])
     with torch.inference_mode():
         logits = shared.model(x)[0]

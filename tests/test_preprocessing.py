@@ -5,9 +5,11 @@ import torch
 from PIL import Image
 
 from covidnet.io.preprocessing import build_transform
-from covidnet.models.metadata import ModelCard
+from covidnet.models.metadata import CheckpointMetadata
 
-CARD = ModelCard(backbone="resnet18", architecture="resnet18", input_size=96, sha256="", size_bytes=0, parameters=0)
+CARD = CheckpointMetadata(
+    backbone="resnet18", architecture="resnet18", input_size=96, sha256="", size_bytes=0, parameters=0
+)
 
 
 def test_output_follows_the_card():

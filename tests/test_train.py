@@ -25,15 +25,15 @@ def config(tmp_path: Path, **changes) -> TrainConfig:
 
 @pytest.mark.slow
 def test_training_writes_a_verified_checkpoint_with_a_complete_card(tmp_path):
-    card = train(config(tmp_path), command="covidnet train --backbone resnet18")
-    assert verify_checkpoint("resnet18", tmp_path / "weights") == card
-    assert card.init == "scratch" and card.input_size == 64 and card.command.startswith("covidnet train")
-    assert 0.05 <= card.temperature <= 20 and card.commit
-    validation = card.metrics["validation"]
+    meta = train(config(tmp_path), command="covidnet train --backbone resnet18")
+    assert verify_checkpoint("resnet18", tmp_path / "weights") == meta
+    assert meta.init == "scratch" and meta.input_size == 64 and meta.command.startswith("covidnet train")
+    assert 0.05 <= meta.temperature <= 20 and meta.commit
+    validation = meta.metrics["validation"]
     assert {"macro_auc", "accuracy", "ece_before_temperature", "ece_after_temperature"} <= set(validation)
-    assert sum(card.training["train_images"].values()) > 50 and card.training["history"][0]["epoch"] == 1
+    assert sum(meta.training["train_images"].values()) > 50 and meta.training["history"][0]["epoch"] == 1
     model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")
-    assert model.card.input_size == 64
+    assert model.meta.input_size == 64
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ def evaluate(
         predictor = load(name, weights_dir=weights_dir)
         outputs = forward_all(predictor, scans)
         logits = outputs.logits
-        probabilities = torch.softmax(logits / predictor.card.temperature, 1).numpy()
+        probabilities = torch.softmax(logits / predictor.meta.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
         metrics = summarise(probabilities, labels)
         metrics["ece"] = {
@@ -65,8 +65,8 @@ def evaluate(
             "after_temperature": metrics["ece"],
         }
         metrics["reliability_before_temperature"] = reliability_bins(raw, labels)
-        metrics["weights_sha256"] = predictor.card.sha256
-        metrics["temperature"] = predictor.card.temperature
+        metrics["weights_sha256"] = predictor.meta.sha256
+        metrics["temperature"] = predictor.meta.temperature
         if shortcuts:
             metrics["shortcuts"] = _shortcut_checks(
                 predictor, scans, kept, labels, metrics["accuracy"]["value"], outputs.features.numpy()

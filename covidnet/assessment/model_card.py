@@ -12,7 +12,7 @@ from pathlib import Path
 from covidnet.assessment.metrics import uncertainty_threshold
 from covidnet.classes import CLASSES, display_name
 from covidnet.models.checkpoints import checkpoint_paths
-from covidnet.models.metadata import ModelCard, read_card, write_card
+from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.training.data import read_metadata
 from covidnet.training.splits import SPLITS, read_split_file
 
@@ -174,19 +174,19 @@ def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
     return "\n".join(source_lines), "\n".join(split_lines)
 
 
-def model_table(cards: list[ModelCard]) -> str:
+def model_table(metas: list[CheckpointMetadata]) -> str:
     lines = [
         "| backbone | initialisation | input | parameters | file | epochs (best) | training time | temperature |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for card in cards:
-        t = card.training
+    for meta in metas:
+        t = meta.training
         lines.append(
-            f"| {card.backbone} | {card.init} | {card.input_size}px | {card.parameters / 1e6:.1f} M | "
-            f"{card.size_bytes / 2**20:.1f} MB {card.dtype} | {len(t.get('history', []))} ({t.get('best_epoch')}) | "
-            f"{t.get('seconds', 0) / 60:.0f} min | {card.temperature:.2f} |"
+            f"| {meta.backbone} | {meta.init} | {meta.input_size}px | {meta.parameters / 1e6:.1f} M | "
+            f"{meta.size_bytes / 2**20:.1f} MB {meta.dtype} | {len(t.get('history', []))} ({t.get('best_epoch')}) | "
+            f"{t.get('seconds', 0) / 60:.0f} min | {meta.temperature:.2f} |"
         )
-    total = sum(card.training.get("seconds", 0) for card in cards) / 60
+    total = sum(meta.training.get("seconds", 0) for meta in metas) / 60
     lines.append(f"| **all** | | | | | | **{total:.0f} min** | |")
     return "\n".join(lines)
 
@@ -196,13 +196,13 @@ def record_in_cards(reports: dict[str, dict], weights_dir: Path) -> None:
     validation report, into its card (the .pt is untouched)."""
     for name, report in reports.items():
         for backbone, m in report["backbones"].items():
-            _, card_path = checkpoint_paths(backbone, weights_dir)
-            card = read_card(card_path)
-            if card.sha256 != m["weights_sha256"]:
+            _, meta_path = checkpoint_paths(backbone, weights_dir)
+            meta = read_checkpoint_metadata(meta_path)
+            if meta.sha256 != m["weights_sha256"]:
                 continue  # the report measured other weights
             if name == VALIDATION_REPORT:
                 threshold = uncertainty_threshold(m["selective"])
-                _update_card_metrics(card_path, card, {"uncertain_below": threshold})
+                _update_card_metrics(meta_path, meta, {"uncertain_below": threshold})
                 continue
             headline = {
                 "data": report["data"],
@@ -213,11 +213,13 @@ def record_in_cards(reports: dict[str, dict], weights_dir: Path) -> None:
                 "covid_specificity": m["per_class"]["covid"]["specificity"],
                 "ece": m["ece"],
             }
-            _update_card_metrics(card_path, card, {name: headline})
+            _update_card_metrics(meta_path, meta, {name: headline})
 
 
-def _update_card_metrics(card_path: Path, card: ModelCard, metrics: dict) -> None:
-    write_card(ModelCard.from_dict({**json.loads(card.to_json()), "metrics": {**card.metrics, **metrics}}), card_path)
+def _update_card_metrics(meta_path: Path, meta: CheckpointMetadata, metrics: dict) -> None:
+    write_checkpoint_metadata(
+        CheckpointMetadata.from_dict({**json.loads(meta.to_json()), "metrics": {**meta.metrics, **metrics}}), meta_path
+    )
 
 
 def write_readme_results(readme: Path, table: str) -> None:
@@ -234,7 +236,11 @@ def _ci(metric: dict) -> str:
 
 
 def render(
-    reports: dict[str, dict], cards: list[ModelCard], metadata_csv: Path, split_file: Path, gate_report: dict | None
+    reports: dict[str, dict],
+    metas: list[CheckpointMetadata],
+    metadata_csv: Path,
+    split_file: Path,
+    gate_report: dict | None,
 ) -> str:
     """The whole model card in Markdown."""
     provenance, split_counts = data_tables(metadata_csv, split_file)
@@ -255,7 +261,7 @@ All shipped backbones were **trained from scratch** (no ImageNet or radiology pr
 the training machine) on the training split below, with early stopping on validation macro AUC and
 temperature scaling fitted on the validation split.
 
-{model_table(cards)}
+{model_table(metas)}
 
 ## Data
 8,188 de-duplicated public chest X-rays from six GitHub repositories (`../shared/data/cxr`, see its README).
@@ -333,8 +339,8 @@ def write_model_card(
     gate_report = load_gate_report(reports_dir)
     record_in_cards(everything, weights_dir)
     reports = {name: report for name, report in everything.items() if name in REPORTS}
-    cards = [read_card(p) for p in sorted(weights_dir.glob("*.json"))]
-    markdown = render(reports, cards, metadata_csv, split_file, gate_report)
+    metas = [read_checkpoint_metadata(p) for p in sorted(weights_dir.glob("*.json"))]
+    markdown = render(reports, metas, metadata_csv, split_file, gate_report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     if readme is not None:

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     split.add_argument("--out", type=Path, default=DEFAULT_SPLIT)
     split.set_defaults(run=_run_split)
 
-    train = commands.add_parser("train", help="train one backbone and write its checkpoint and card")
+    train = commands.add_parser("train", help="train one backbone and write its checkpoint and metadata")
     train.add_argument("--backbone", required=True, choices=backbones())
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
@@ -135,21 +135,21 @@ def _parser() -> argparse.ArgumentParser:
     corpus.add_argument("--out", type=Path, default=default_weights_dir() / "reports" / "gate.json")
     corpus.set_defaults(run=_run_gate_report)
 
-    card = commands.add_parser("model-card", help="generate docs/model_card.md and the README table from the reports")
-    card.add_argument("--reports", type=Path, default=default_weights_dir() / "reports")
-    card.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    card.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
-    card.add_argument("--out", type=Path, default=Path("docs/model_card.md"))
-    card.add_argument("--readme", type=Path, default=Path("README.md"))
-    card.set_defaults(run=_run_model_card)
+    meta = commands.add_parser("model-card", help="generate docs/model_card.md and the README table from the reports")
+    meta.add_argument("--reports", type=Path, default=default_weights_dir() / "reports")
+    meta.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    meta.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    meta.add_argument("--out", type=Path, default=Path("docs/model_card.md"))
+    meta.add_argument("--readme", type=Path, default=Path("README.md"))
+    meta.set_defaults(run=_run_model_card)
     return parser
 
 
 def _run_backbones(args: argparse.Namespace) -> int:
     for name in backbones():
         try:
-            card = verify_checkpoint(name, args.weights_dir)
-            state = f"trained weights present, sha256 ok ({card.sha256[:12]}…, input {card.input_size}px)"
+            meta = verify_checkpoint(name, args.weights_dir)
+            state = f"trained weights present, sha256 ok ({meta.sha256[:12]}…, input {meta.input_size}px)"
         except CheckpointError as e:
             state = f"no usable weights: {e}"
         print(f"{name:<14} {get_spec(name).family:<9} {state}")
@@ -216,8 +216,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from covidnet.training.train import TrainConfig, train
 
     settings = {k: v for k, v in vars(args).items() if k not in ("run", "weights_dir")}
-    card = train(TrainConfig(**settings), command="covidnet " + " ".join(sys.argv[1:]))
-    print(f"wrote {card.backbone}: validation {card.metrics['validation']}, temperature {card.temperature:.3f}")
+    meta = train(TrainConfig(**settings), command="covidnet " + " ".join(sys.argv[1:]))
+    print(f"wrote {meta.backbone}: validation {meta.metrics['validation']}, temperature {meta.temperature:.3f}")
     return EXIT_OK
 
 
@@ -267,8 +267,8 @@ def _run_fit_gate(args: argparse.Namespace) -> int:
             print(f"covidnet: skipping {name}: no trained weights", file=sys.stderr)
             continue
         predictor = Predictor(*load_checkpoint(name, folder))  # without any earlier gate
-        card = fit_from_splits(predictor, parts["train"], parts["val"], folder)
-        print(f"{predictor.backbone}: gate threshold {card.gate['threshold']:.1f} (fitted on {card.gate['fitted_on']})")
+        meta = fit_from_splits(predictor, parts["train"], parts["val"], folder)
+        print(f"{predictor.backbone}: gate threshold {meta.gate['threshold']:.1f} (fitted on {meta.gate['fitted_on']})")
     return EXIT_OK
 
 

@@ -88,7 +88,7 @@ def save_gate(gate: FeatureGate, path: Path) -> str:
 def load_gate(path: Path, sha256: str) -> FeatureGate:
     """Verify and load a gate file (tensors only)."""
     if not path.exists() or sha256_of(path) != sha256:
-        raise CheckpointError(f"{path.name} is missing or does not match its sha256 in the card; it was not loaded.")
+        raise CheckpointError(f"{path.name} is missing or does not match the sha256 in its metadata; not loaded.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         return FeatureGate(

@@ -25,7 +25,7 @@ from covidnet.inference.gate import FeatureGate, load_gate, screen, stage_statis
 from covidnet.io.preprocessing import build_transform, same_preprocessing
 from covidnet.io.reading import Scan, ScanSource, read_scan
 from covidnet.models.checkpoints import default_weights_dir, load_checkpoint
-from covidnet.models.metadata import ModelCard
+from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import cam_layer, get_spec, head, submodule
 
 
@@ -58,7 +58,7 @@ class Analysis:
 
 
 class Predictor:
-    """A trained model with its card (and chest X-ray gate), safe to share between threads.
+    """A trained model with its metadata (and chest X-ray gate), safe to share between threads.
 
     Hooks record the explained layer's activations, the head's input and the gate's stage statistics
     of every forward pass, and would record any other thread's pass too; so every pass through the
@@ -66,20 +66,24 @@ class Predictor:
     """
 
     def __init__(
-        self, model: nn.Module, card: ModelCard, gate: FeatureGate | None = None, gatekeeper: Predictor | None = None
+        self,
+        model: nn.Module,
+        meta: CheckpointMetadata,
+        gate: FeatureGate | None = None,
+        gatekeeper: Predictor | None = None,
     ) -> None:
         """``gate`` models the stages of ``gatekeeper`` (another backbone's predictor) when one is given,
         else this model's own; the gatekeeper must preprocess exactly as this model does."""
-        if gatekeeper is not None and not same_preprocessing(gatekeeper.card, card):
-            raise CovidNetError(f"{gatekeeper.backbone}'s gate needs the same preprocessing as {card.backbone}.")
-        self.card = card
+        if gatekeeper is not None and not same_preprocessing(gatekeeper.meta, meta):
+            raise CovidNetError(f"{gatekeeper.backbone}'s gate needs the same preprocessing as {meta.backbone}.")
+        self.meta = meta
         self.gate = gate
         self.gatekeeper = gatekeeper
         # channels_last: analysis 6-18% faster than the contiguous layout on this CPU (benchmarks/experiments.py).
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self._transform = build_transform(card)
+        self._transform = build_transform(meta)
         self._lock = threading.Lock()
-        spec = get_spec(card.backbone)
+        spec = get_spec(meta.backbone)
         self._cam_layer = cam_layer(self.model, spec)
         # Set by hooks during each forward pass, and read only under self._lock: the head's input (the
         # penultimate features) and the statistics of the stages the chest X-ray gate models.
@@ -134,7 +138,7 @@ class Predictor:
 
     @property
     def backbone(self) -> str:
-        return self.card.backbone
+        return self.meta.backbone
 
     def tensor(self, scan: Scan) -> torch.Tensor:
         """The model input for ``scan``: a batch of one."""
@@ -142,8 +146,8 @@ class Predictor:
 
     def probabilities(self, logits: torch.Tensor) -> list[dict[str, float]]:
         """Calibrated class probabilities, one dict per row of ``logits``."""
-        probs = torch.softmax(logits.detach().float() / self.card.temperature, dim=1)
-        return [dict(zip(self.card.classes, map(float, row), strict=True)) for row in probs]
+        probs = torch.softmax(logits.detach().float() / self.meta.temperature, dim=1)
+        return [dict(zip(self.meta.classes, map(float, row), strict=True)) for row in probs]
 
     def predict(self, scan: Scan | ScanSource) -> dict[str, float]:
         """Calibrated probabilities for one scan (no heatmap, no gate)."""
@@ -195,8 +199,8 @@ class Predictor:
         started = time.perf_counter()
         scan = _as_scan(scan)
         backward = cam is not None and needs_gradients(cam)
-        if target is not None and target not in self.card.classes:
-            raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.card.classes)}.")
+        if target is not None and target not in self.meta.classes:
+            raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.meta.classes)}.")
         x = self.tensor(scan)
         grid, stages = None, self.gate is not None
         with self._lock, torch.enable_grad() if backward else torch.inference_mode():
@@ -204,7 +208,7 @@ class Predictor:
             logits = self.model(x)
             outputs = self._outputs(logits, x, stages)
             if cam is not None:
-                index = self.card.classes.index(target) if target else int(logits[0].argmax())
+                index = self.meta.classes.index(target) if target else int(logits[0].argmax())
                 gradients = torch.autograd.grad(logits[0, index], self._activations)[0][0] if backward else None
                 grid = cam_grid(cam, self._activations.detach()[0], gradients)
         probabilities = self.probabilities(outputs.logits)[0]
@@ -245,9 +249,9 @@ def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
     folder = Path(weights_dir or default_weights_dir()).resolve()
     with _cache_lock:
         if (name, folder) not in _cache:
-            model, card = load_checkpoint(name, folder)
-            gate = load_gate(folder / card.gate["file"], card.gate["sha256"]) if card.gate else None
-            keeper = card.gate.get("backbone", name) if card.gate else name
+            model, meta = load_checkpoint(name, folder)
+            gate = load_gate(folder / meta.gate["file"], meta.gate["sha256"]) if meta.gate else None
+            keeper = meta.gate.get("backbone", name) if meta.gate else name
             gatekeeper = load(keeper, weights_dir=folder) if keeper != name else None
-            _cache[(name, folder)] = Predictor(model, card, gate, gatekeeper)
+            _cache[(name, folder)] = Predictor(model, meta, gate, gatekeeper)
         return _cache[(name, folder)]

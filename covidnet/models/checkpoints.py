@@ -1,6 +1,6 @@
-"""Checkpoints: save a state dict with its card, verify its sha256, load it safely.
+"""Checkpoints: save a state dict with its metadata, verify its sha256, load it safely.
 
-A checkpoint is ``<backbone>.pt`` (a state dict only) beside ``<backbone>.json`` (its card).
+A checkpoint is ``<backbone>.pt`` (a state dict only) beside ``<backbone>.json`` (its metadata).
 Loading always verifies size and sha256 first and then reads tensors only (``weights_only=True``).
 """
 
@@ -16,7 +16,7 @@ from torch import nn
 
 from covidnet.classes import CLASSES
 from covidnet.errors import CheckpointError
-from covidnet.models.metadata import ModelCard, read_card, write_card
+from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.models.registry import backbones, build_model, get_spec
 
 WEIGHTS_ENV = "COVIDNET_WEIGHTS"
@@ -54,20 +54,20 @@ def save_checkpoint(
     input_size: int,
     out_dir: Path,
     dtype: str = "float32",
-    **card_fields: Any,
-) -> ModelCard:
-    """Write ``model``'s state dict and its card into ``out_dir``; return the card."""
+    **meta_fields: Any,
+) -> CheckpointMetadata:
+    """Write ``model``'s state dict and its metadata into ``out_dir``; return the metadata."""
     get_spec(backbone)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pt_path, card_path = checkpoint_paths(backbone, out_dir)
+    pt_path, meta_path = checkpoint_paths(backbone, out_dir)
     storage = _STORAGE_DTYPES[dtype]
     state = {
         k: (v.detach().to(storage) if v.is_floating_point() else v.detach()).contiguous().cpu()
         for k, v in model.state_dict().items()
     }
     torch.save(state, pt_path)
-    card = ModelCard(
+    meta = CheckpointMetadata(
         backbone=backbone,
         architecture=get_spec(backbone).builder,
         input_size=input_size,
@@ -75,53 +75,53 @@ def save_checkpoint(
         size_bytes=pt_path.stat().st_size,
         parameters=count_parameters(model),
         dtype=dtype,
-        **card_fields,
+        **meta_fields,
     )
-    write_card(card, card_path)
-    return card
+    write_checkpoint_metadata(meta, meta_path)
+    return meta
 
 
-def verify_checkpoint(backbone: str, weights_dir: Path | None = None) -> ModelCard:
-    """The card of ``backbone``'s checkpoint, after checking the file's size and sha256."""
+def verify_checkpoint(backbone: str, weights_dir: Path | None = None) -> CheckpointMetadata:
+    """The metadata of ``backbone``'s checkpoint, after checking the file's size and sha256."""
     get_spec(backbone)
-    pt_path, card_path = checkpoint_paths(backbone, weights_dir)
-    if not card_path.exists() or not pt_path.exists():
+    pt_path, meta_path = checkpoint_paths(backbone, weights_dir)
+    if not meta_path.exists() or not pt_path.exists():
         raise CheckpointError(
             f"No trained weights for {backbone} in {str(pt_path.parent)!r}. "
             f"Train them with `covidnet train --backbone {backbone}`."
         )
-    card = read_card(card_path)
-    if card.backbone != backbone:
-        raise CheckpointError(f"{card_path.name} describes {card.backbone!r}, not {backbone!r}.")
-    if pt_path.stat().st_size != card.size_bytes or sha256_of(pt_path) != card.sha256:
+    meta = read_checkpoint_metadata(meta_path)
+    if meta.backbone != backbone:
+        raise CheckpointError(f"{meta_path.name} describes {meta.backbone!r}, not {backbone!r}.")
+    if pt_path.stat().st_size != meta.size_bytes or sha256_of(pt_path) != meta.sha256:
         raise CheckpointError(
-            f"{pt_path.name} does not match the sha256 in {card_path.name}: the file was changed "
+            f"{pt_path.name} does not match the sha256 in {meta_path.name}: the file was changed "
             "or damaged. Restore it (e.g. `git checkout weights/`) or retrain; it was not loaded."
         )
-    return card
+    return meta
 
 
-def load_checkpoint(backbone: str, weights_dir: Path | None = None) -> tuple[nn.Module, ModelCard]:
+def load_checkpoint(backbone: str, weights_dir: Path | None = None) -> tuple[nn.Module, CheckpointMetadata]:
     """Verify, then load ``backbone``'s checkpoint as a float32 model in eval mode."""
-    card = verify_checkpoint(backbone, weights_dir)
-    if tuple(card.classes) != CLASSES:
+    meta = verify_checkpoint(backbone, weights_dir)
+    if tuple(meta.classes) != CLASSES:
         raise CheckpointError(
-            f"{backbone}'s card lists classes {list(card.classes)}, CovidNet expects {list(CLASSES)}."
+            f"{backbone}'s metadata lists classes {list(meta.classes)}, CovidNet expects {list(CLASSES)}."
         )
     pt_path, _ = checkpoint_paths(backbone, weights_dir)
     try:
         state = torch.load(pt_path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for unreadable files
         raise CheckpointError(f"Cannot load {pt_path.name}: {e}") from None
-    model = build_model(backbone, init="empty", num_classes=len(card.classes))
+    model = build_model(backbone, init="empty", num_classes=len(meta.classes))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as e:
         raise CheckpointError(f"{pt_path.name} does not fit the {backbone} architecture: {e}") from None
-    if count_parameters(model) != card.parameters:
-        raise CheckpointError(f"{backbone} has {count_parameters(model)} parameters, card says {card.parameters}.")
-    return model.eval(), card
+    if count_parameters(model) != meta.parameters:
+        raise CheckpointError(f"{backbone} has {count_parameters(model)} parameters, metadata says {meta.parameters}.")
+    return model.eval(), meta
 
 
 def trained_backbones(weights_dir: Path | None = None) -> list[str]:

@@ -1,6 +1,6 @@
-"""The model card: the metadata record shipped beside every checkpoint as ``<backbone>.json``.
+"""Checkpoint metadata: the record shipped beside every checkpoint as ``<backbone>.json``.
 
-The card is the single source of truth for how a checkpoint is used: its classes and their order,
+The metadata is the single source of truth for how a checkpoint is used: its classes and their order,
 the input size, channels and normalisation that preprocessing reads, the temperature that
 calibrates its probabilities, and how it was made and measured.
 """
@@ -20,7 +20,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class ModelCard:
+class CheckpointMetadata:
     """Everything needed to use, verify and judge one checkpoint."""
 
     backbone: str
@@ -48,12 +48,12 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> ModelCard:
-        """A card from its JSON record; unknown or missing fields raise ``CheckpointError``."""
+    def from_dict(cls, record: dict[str, Any]) -> CheckpointMetadata:
+        """Metadata from its JSON record; unknown or missing fields raise ``CheckpointError``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(record) - known)
         if unknown:
-            raise CheckpointError(f"Model card has unknown fields: {', '.join(unknown)}.")
+            raise CheckpointError(f"Checkpoint metadata has unknown fields: {', '.join(unknown)}.")
         record = dict(record)
         record["classes"] = tuple(record.get("classes", CLASSES))
         if "normalisation" in record:
@@ -61,17 +61,17 @@ class ModelCard:
         try:
             return cls(**record)
         except TypeError as e:
-            raise CheckpointError(f"Model card is incomplete: {e}.") from None
+            raise CheckpointError(f"Checkpoint metadata is incomplete: {e}.") from None
 
 
-def read_card(path: Path) -> ModelCard:
-    """Read the card at ``path``."""
+def read_checkpoint_metadata(path: Path) -> CheckpointMetadata:
+    """Read the metadata at ``path``."""
     try:
-        return ModelCard.from_dict(json.loads(path.read_text()))
+        return CheckpointMetadata.from_dict(json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"Cannot read model card {str(path)!r}: {e}.") from None
+        raise CheckpointError(f"Cannot read checkpoint metadata {str(path)!r}: {e}.") from None
 
 
-def write_card(card: ModelCard, path: Path) -> None:
-    """Write ``card`` to ``path`` as indented JSON."""
-    path.write_text(card.to_json())
+def write_checkpoint_metadata(meta: CheckpointMetadata, path: Path) -> None:
+    """Write ``meta`` to ``path`` as indented JSON."""
+    path.write_text(meta.to_json())

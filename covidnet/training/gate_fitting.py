@@ -1,5 +1,5 @@
 """Fitting the chest X-ray gate of a trained backbone: features of the training split, threshold on
-the validation split, saved beside the checkpoint and recorded in its card."""
+the validation split, saved beside the checkpoint and recorded in its metadata."""
 
 from __future__ import annotations
 
@@ -11,20 +11,22 @@ from covidnet.inference.gate import COLOUR_PIXELS, COLOUR_SATURATION, FLAT_STD, 
 from covidnet.inference.predictor import Predictor
 from covidnet.io.reading import read_scan
 from covidnet.models.checkpoints import checkpoint_paths
-from covidnet.models.metadata import ModelCard, read_card, write_card
+from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.models.registry import get_spec
 from covidnet.training.data import Record
 
 
-def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record], weights_dir: Path) -> ModelCard:
-    """Fit, save and record ``predictor``'s gate; return the updated card."""
+def fit_from_splits(
+    predictor: Predictor, train: list[Record], val: list[Record], weights_dir: Path
+) -> CheckpointMetadata:
+    """Fit, save and record ``predictor``'s gate; return the updated metadata."""
     train_stages = forward_all(predictor, [read_scan(r.path) for r in train]).stages
     val_stages = forward_all(predictor, [read_scan(r.path) for r in val]).stages
     gate = fit_gate([s.numpy() for s in train_stages], [s.numpy() for s in val_stages])
     path = Path(weights_dir) / f"{predictor.backbone}.gate.pt"
-    _, card_path = checkpoint_paths(predictor.backbone, weights_dir)
-    card = dataclasses.replace(
-        read_card(card_path),
+    _, meta_path = checkpoint_paths(predictor.backbone, weights_dir)
+    meta = dataclasses.replace(
+        read_checkpoint_metadata(meta_path),
         gate={
             "file": path.name,
             "sha256": save_gate(gate, path),
@@ -38,13 +40,13 @@ def fit_from_splits(predictor: Predictor, train: list[Record], val: list[Record]
             "flat_std": FLAT_STD,
         },
     )
-    write_card(card, card_path)
-    return card
+    write_checkpoint_metadata(meta, meta_path)
+    return meta
 
 
-def share_gate(keeper: ModelCard, backbone: str, weights_dir: Path) -> ModelCard:
-    """Give ``backbone`` the gate recorded in ``keeper`` (another backbone's card); return its new card."""
-    _, card_path = checkpoint_paths(backbone, weights_dir)
-    card = dataclasses.replace(read_card(card_path), gate=dict(keeper.gate))
-    write_card(card, card_path)
-    return card
+def share_gate(keeper: CheckpointMetadata, backbone: str, weights_dir: Path) -> CheckpointMetadata:
+    """Give ``backbone`` the gate recorded in ``keeper`` (another backbone's metadata); return its new metadata."""
+    _, meta_path = checkpoint_paths(backbone, weights_dir)
+    meta = dataclasses.replace(read_checkpoint_metadata(meta_path), gate=dict(keeper.gate))
+    write_checkpoint_metadata(meta, meta_path)
+    return meta

@@ -1,5 +1,5 @@
 """Training one backbone: the split's train part, early stopping on validation macro AUC,
-temperature scaling on validation, and a checkpoint with its card.
+temperature scaling on validation, and a checkpoint with its metadata.
 
 Images go through ``read_scan`` and ``build_transform`` like everywhere else; the augmentations
 (small rotation, translation and scale; brightness, contrast and gamma; no colour) run in front.
@@ -28,7 +28,7 @@ from covidnet.classes import CLASSES
 from covidnet.errors import CovidNetError
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
-from covidnet.models.metadata import ModelCard
+from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import build_model, get_spec
 from covidnet.training.calibration import expected_calibration_error, fit_temperature
 from covidnet.training.data import Record, ScanDataset, read_metadata
@@ -59,7 +59,7 @@ def xray_augmentation() -> v2.Compose:
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (recorded on the card)."""
+    """Everything that determines a training run (recorded on the metadata)."""
 
     backbone: str
     data: Path
@@ -81,8 +81,8 @@ class TrainConfig:
     history: list[dict] = field(default_factory=list, repr=False)
 
 
-def train(config: TrainConfig, *, command: str = "") -> ModelCard:
-    """Train ``config.backbone`` and write ``<backbone>.pt`` and its card into ``config.out``."""
+def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
+    """Train ``config.backbone`` and write ``<backbone>.pt`` and its metadata into ``config.out``."""
     started, commit = time.time(), _git_commit()  # the code that trains, not the code at the end
     _seed_everything(config.seed)
     spec = get_spec(config.backbone)
@@ -92,7 +92,7 @@ def train(config: TrainConfig, *, command: str = "") -> ModelCard:
     device = torch.device(config.device)
 
     model = _initial_model(config)
-    pending = ModelCard(
+    pending = CheckpointMetadata(
         backbone=spec.name,
         architecture=spec.builder,
         input_size=input_size,
