@@ -1,4 +1,4 @@
-"""Streamlit helpers shared by the app's pages: the only covidnet module that imports streamlit.
+"""Streamlit helpers shared by the app's pages (the covidnet package itself never imports streamlit).
 
 Models are cached once per process (``st.cache_resource``) and shared by every browser session;
 analyses are cached per (file hash, backbone, CAM method, target) with a bound.
@@ -12,9 +12,9 @@ import json
 import streamlit as st
 
 import covidnet
-from covidnet.inference.gate import CODE as GATE_CODE
-from covidnet.inference.predictor import Analysis
+from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
+from covidnet.notices import ScanWarning, WarningCode
 
 DISCLAIMER = (
     "**Research and teaching demo — not a medical device.** CovidNet must not be used to diagnose, treat or "
@@ -78,9 +78,9 @@ def scan_input(key: str) -> tuple[bytes, str] | None:
     return sample.path.read_bytes(), sample.file
 
 
-def gate_passed(warnings: list[dict[str, str]], key: str) -> bool:
+def gate_passed(warnings: list[ScanWarning], key: str) -> bool:
     """False when the gate flagged the scan and the user has not asked to see the probabilities anyway."""
-    flagged = [w["message"] for w in warnings if w["code"] == GATE_CODE]
+    flagged = [w.message for w in warnings if w.code == WarningCode.NOT_CHEST_XRAY]
     if not flagged:
         return True
     st.error(flagged[0])
@@ -92,15 +92,32 @@ def report_json(name: str, result: Analysis, meta: covidnet.CheckpointMetadata) 
     return json.dumps(
         {
             "file": name,
-            "backbone": result.backbone,
+            **result.to_dict(),
             "weights_sha256": meta.sha256,
-            "probabilities": result.probabilities,
-            "prediction": result.prediction,
             "cam": result.cam,
             "heatmap_target": result.target,
-            "warnings": result.warnings,
             "app_version": covidnet.__version__,
             "disclaimer": DISCLAIMER.replace("**", ""),
         },
         indent=2,
     )
+
+
+def other_warnings(warnings: list[ScanWarning]) -> None:
+    """Show every warning except the gate's (``gate_passed`` shows that one)."""
+    for warning in warnings:
+        if warning.code != WarningCode.NOT_CHEST_XRAY:
+            st.warning(warning.message)
+
+
+def table_row(result: Analysis) -> dict:
+    """``result.to_dict()`` flattened into table columns (the Batch page's CSV)."""
+    record = result.to_dict()
+    return {
+        "backbone": record["backbone"],
+        "prediction": covidnet.display_name(record["prediction"]),
+        **{f"p_{c}": round(p, 4) for c, p in record["probabilities"].items()},
+        "uncertain": record["uncertain"],
+        "not_chest_xray": result.flagged,
+        "warnings": "; ".join(w["message"] for w in record["warnings"]),
+    }

@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from load import CHROMIUM, FLAGS, ROOT, rss_mb, serve_app
+from load import ROOT
+
+sys.path.insert(0, str(ROOT / "tests"))
+from app_server import CHROMIUM, FLAGS, rss_mb, serve_app
 
 SHIM = Path(__file__).resolve().parent / "cpu_torch_shim"
 SCAN = ROOT / "covidnet" / "sample_scans"

@@ -21,15 +21,14 @@ import covidnet
 from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
 from covidnet.inference.predictor import Predictor
-from covidnet.models.checkpoints import load_checkpoint
 from covidnet.training.data import read_metadata
-from covidnet.training.train import split_records
+from covidnet.training.splits import split_records
 
 OUT = Path(__file__).parent / "experiments.json"
 
 
 def fresh(name: str, weights: Path) -> Predictor:
-    return Predictor(*load_checkpoint(name, weights))
+    return Predictor.from_checkpoint(name, weights)
 
 
 def main() -> None:

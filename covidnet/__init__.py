@@ -17,11 +17,14 @@ from covidnet.errors import (
     UnknownCamMethodError,
 )
 from covidnet.inference.cam import cam_methods
-from covidnet.inference.predictor import Analysis, Predictor, load
+from covidnet.inference.predictor import Predictor, load
+from covidnet.inference.results import Analysis, Ensemble, ensemble
 from covidnet.io.reading import Scan, read_scan
+from covidnet.lungs import segment_lungs
 from covidnet.models.checkpoints import trained_backbones
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import backbones
+from covidnet.notices import ScanWarning, WarningCode
 
 __version__ = "0.1.0"
 
@@ -31,15 +34,20 @@ __all__ = [
     "CheckpointError",
     "CheckpointMetadata",
     "CovidNetError",
+    "Ensemble",
     "Predictor",
     "Scan",
     "ScanError",
+    "ScanWarning",
     "UnknownBackboneError",
     "UnknownCamMethodError",
+    "WarningCode",
     "backbones",
     "cam_methods",
     "display_name",
+    "ensemble",
     "load",
     "read_scan",
+    "segment_lungs",
     "trained_backbones",
 ]

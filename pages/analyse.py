@@ -36,20 +36,19 @@ if not ui.gate_passed(result.warnings, key="analyse-anyway"):
     st.image(scan.image, caption=name, width=480)
     st.stop()
 top = result.probabilities[result.prediction]
-threshold = meta.metrics.get("uncertain_below")
-basis = "this model was less than 95% accurate on its validation split"
-if threshold is None:
-    threshold, basis = 0.5, "no class has a majority (no validation threshold is recorded for these weights)"
-if top < threshold:
+if result.uncertain:
+    basis = (
+        "this model was less than 95% accurate on its validation split"
+        if result.uncertain_below is not None
+        else "no class has a majority (no validation threshold is recorded for these weights)"
+    )
     st.warning(
         f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {top:.0%}. "
-        f"Below {threshold:.0%} {basis}."
+        f"Below {result.uncertainty_threshold:.0%} {basis}."
     )
 else:
     st.subheader(f"{covidnet.display_name(result.prediction)} — {top:.0%}")
-for warning in result.warnings:
-    if warning["code"] != ui.GATE_CODE:
-        st.warning(warning["message"])
+ui.other_warnings(result.warnings)
 
 left, right = st.columns(2)
 left.image(

@@ -26,16 +26,7 @@ for k, upload in enumerate(uploads):
     else:
         for backbone in chosen:
             result = ui.shared_model(backbone).analyze(scan, cam=None)
-            rows.append(
-                {
-                    "scan": upload.name,
-                    "backbone": backbone,
-                    "prediction": covidnet.display_name(result.prediction),
-                    **{f"p_{c}": round(p, 4) for c, p in result.probabilities.items()},
-                    "not_chest_xray": any(w["code"] == ui.GATE_CODE for w in result.warnings),
-                    "warnings": "; ".join(w["message"] for w in result.warnings),
-                }
-            )
+            rows.append({"scan": upload.name, **ui.table_row(result)})
     progress.progress((k + 1) / len(uploads), text=f"{k + 1} of {len(uploads)} scans")
 table = pd.DataFrame(rows)
 st.dataframe(table, width="stretch", hide_index=True)

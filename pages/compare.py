@@ -25,19 +25,16 @@ except covidnet.CovidNetError as error:
 
 if not ui.gate_passed([w for r in results.values() for w in r.warnings], key="compare-anyway"):
     st.stop()
-ensemble = {c: sum(r.probabilities[c] for r in results.values()) / len(results) for c in covidnet.CLASSES}
-predictions = {r.prediction for r in results.values()}
+combined = covidnet.ensemble(list(results.values()))
 covid = [r.probabilities["covid"] for r in results.values()]
-best = max(ensemble, key=ensemble.get)
-summary = "All backbones agree" if len(predictions) == 1 else "The backbones disagree"
-st.subheader(f"Ensemble: {covidnet.display_name(best)} — {ensemble[best]:.0%}")
+best = combined.prediction
+summary = "All backbones agree" if combined.agree else "The backbones disagree"
+st.subheader(f"Ensemble: {covidnet.display_name(best)} — {combined.probabilities[best]:.0%}")
 st.markdown(
     f"{summary} ({', '.join(f'{b}: {covidnet.display_name(r.prediction)}' for b, r in results.items())}). "
     f"COVID-19 probability ranges from {min(covid):.0%} to {max(covid):.0%} (spread {max(covid) - min(covid):.0%})."
 )
-for warning in next(iter(results.values())).warnings:
-    if warning["code"] != ui.GATE_CODE:
-        st.warning(warning["message"])
+ui.other_warnings(next(iter(results.values())).warnings)
 
 labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
 for column, (backbone, result) in zip(st.columns(len(results)), results.items(), strict=True):

@@ -7,44 +7,46 @@ import streamlit as st
 
 import covidnet
 import ui
-from covidnet.assessment.model_card import (
-    REPORTS,
+from covidnet.assessment.metrics import CONFIDENCE
+from covidnet.assessment.reports import find_gate_report, read_reports
+from covidnet.assessment.tables import (
+    REPORT_TITLES,
     gate_breakdown_table,
     gate_table,
-    load_gate_report,
-    load_reports,
     results_table,
     shortcut_findings,
     shortcut_table,
+    shown,
 )
 from covidnet.models.checkpoints import default_weights_dir
 
 st.title("Model card")
 ui.disclaimer()
 reports_dir = default_weights_dir() / "reports"
-reports = {n: r for n, r in load_reports(reports_dir).items() if n in REPORTS}
+reports = shown(read_reports(reports_dir))
 if not ui.trained() or not reports:
     st.info("No trained and evaluated models are installed yet, so there are no measured results to show.")
     st.stop()
 
 st.markdown(
-    "Every number here was measured by `covidnet evaluate` on the data named, with 95% bootstrap intervals. "
+    f"Every number here was measured by `covidnet evaluate` on the data named, with {CONFIDENCE:.0%} bootstrap "
+    "intervals. "
     "All models were trained from scratch on public data with known confounds: read the findings below."
 )
 st.markdown(results_table(reports))
 
 labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
-models = [*next(iter(reports.values()))["backbones"], "ensemble"]
+models = [*next(iter(reports.values())).models()]
 model = st.selectbox("Charts for", models)
 columns = st.columns(len(reports))
 for column, (name, report) in zip(columns, reports.items(), strict=True):
-    m = report["ensemble"] if model == "ensemble" else report["backbones"][model]
+    m = report.models()[model]
     with column:
-        st.subheader(REPORTS[name])
-        st.caption(f"{report['data']} — n = {m['n']}")
+        st.subheader(REPORT_TITLES[name])
+        st.caption(f"{report.data} — n = {m.n}")
         matrix = go.Figure(
             go.Heatmap(
-                z=m["confusion_matrix"], x=labels, y=labels, colorscale="Blues", texttemplate="%{z}", showscale=False
+                z=m.confusion_matrix, x=labels, y=labels, colorscale="Blues", texttemplate="%{z}", showscale=False
             )
         )
         matrix.update_layout(
@@ -58,8 +60,8 @@ for column, (name, report) in zip(columns, reports.items(), strict=True):
         st.plotly_chart(matrix, width="stretch", key=f"cm-{name}")
         roc = go.Figure()
         for c, label in zip(covidnet.CLASSES, labels, strict=True):
-            if m["roc"][c]["fpr"]:
-                roc.add_scatter(x=m["roc"][c]["fpr"], y=m["roc"][c]["tpr"], name=label, mode="lines")
+            if m.roc[c]["fpr"]:
+                roc.add_scatter(x=m.roc[c]["fpr"], y=m.roc[c]["tpr"], name=label, mode="lines")
         roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, showlegend=False)
         roc.update_layout(
             title="ROC (one vs rest)",
@@ -69,7 +71,7 @@ for column, (name, report) in zip(columns, reports.items(), strict=True):
             margin={"t": 40, "b": 10},
         )
         st.plotly_chart(roc, width="stretch", key=f"roc-{name}")
-        bins = [b for b in m["reliability"] if b["count"]]
+        bins = [b for b in m.reliability if b["count"]]
         reliability = go.Figure()
         reliability.add_bar(
             x=[(b["low"] + b["high"]) / 2 for b in bins], y=[b["accuracy"] for b in bins], width=0.09, name="accuracy"
@@ -96,7 +98,7 @@ st.markdown(
     "Images that do not look like frontal chest X-rays are flagged, and their probabilities hidden unless asked "
     "for. Share flagged, on real chest X-rays (should be small) and on non-X-ray images (should be large):"
 )
-st.markdown(gate_table(reports, load_gate_report(reports_dir)))
+st.markdown(gate_table(reports, find_gate_report(reports_dir)))
 st.markdown(gate_breakdown_table(reports))
 
 card_text = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"

@@ -43,7 +43,7 @@ def real_scans() -> list[Path]:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium for the browser tests: skipped where it is missing, a failure in CI."""
-    from benchmarks.load import CHROMIUM
+    from app_server import CHROMIUM
 
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):

@@ -3,11 +3,15 @@
 Photographs from scikit-image and scikit-learn (colour, greyscale, cropped, rotated, inverted), a CT-like
 head phantom, rendered text documents, drawn shapes, gradients, noise and blank images: at least 150,
 every one passed through ``read_scan`` as a PNG, like an upload. Needs scikit-image (requirements-dev.txt).
+
+    python tests/gate_corpus.py DIR      # writes DIR/<kind>/<name>.png, for `covidnet gate-report --corpus DIR`
 """
 
 from __future__ import annotations
 
+import argparse
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -22,9 +26,23 @@ GREY_PICTURES = ("camera", "coins", "moon", "page", "text", "clock", "brick", "g
 
 def non_xray_scans(seed: int = 0) -> list[tuple[str, str, Scan]]:
     """(kind, name, scan) for every image in the corpus."""
+    return [(kind, name, read_scan(_png(image), name=f"{name}.png")) for kind, name, image in non_xray_images(seed)]
+
+
+def non_xray_images(seed: int = 0) -> list[tuple[str, str, Image.Image]]:
+    """(kind, name, image) for every image in the corpus, before it is encoded and read."""
     rng = np.random.default_rng(seed)
-    images = [*_photos(), *_documents(rng), *_drawings(rng), *_noise_and_blanks(rng)]
-    return [(kind, name, read_scan(_png(image), name=f"{name}.png")) for kind, name, image in images]
+    return [*_photos(), *_documents(rng), *_drawings(rng), *_noise_and_blanks(rng)]
+
+
+def write_corpus(folder: Path, seed: int = 0) -> int:
+    """Write every image as ``folder/<kind>/<name>.png`` (the bytes ``non_xray_scans`` reads); return the count."""
+    images = non_xray_images(seed)
+    assert len({(kind, name) for kind, name, _ in images}) == len(images), "a name repeats within a kind"
+    for kind, name, image in images:
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        (folder / kind / f"{name}.png").write_bytes(_png(image))
+    return len(images)
 
 
 def _photos() -> list[tuple[str, str, Image.Image]]:
@@ -133,3 +151,11 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Write the gate corpus: DIR/<kind>/<name>.png.")
+    parser.add_argument("folder", type=Path, metavar="DIR")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"wrote {write_corpus(args.folder, args.seed)} images to {args.folder}")

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from app_server import FLAGS, serve_app
 
 import covidnet
-from benchmarks.load import FLAGS, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = Path(os.environ.get("COVIDNET_SCREENSHOTS", ROOT / "runs" / "screenshots"))

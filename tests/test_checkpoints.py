@@ -16,7 +16,7 @@ from covidnet.models.checkpoints import (
     verify_checkpoint,
 )
 from covidnet.models.metadata import read_checkpoint_metadata
-from covidnet.models.registry import build_model, get_spec
+from covidnet.models.registry import build_model, get_spec, shipped_backbones
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 
@@ -91,15 +91,25 @@ def test_loading_reads_tensors_only(weights_dir, tmp_path, monkeypatch):
     assert calls and all(k.get("weights_only") is True for k in calls)
 
 
-@pytest.mark.parametrize("meta_path", sorted(SHIPPED.glob("*.json")), ids=lambda p: p.stem)
-def test_every_shipped_card_matches_its_file_and_model(meta_path):
+@pytest.mark.parametrize("name", shipped_backbones())
+def test_every_shipped_card_matches_its_file_and_model(name):
+    pt_path, meta_path = checkpoint_paths(name, SHIPPED)
     meta = read_checkpoint_metadata(meta_path)
-    pt_path = meta_path.with_suffix(".pt")
-    assert meta.backbone == meta_path.stem and meta.architecture == get_spec(meta.backbone).builder
+    assert meta.backbone == name and meta.architecture == get_spec(name).builder
     assert pt_path.stat().st_size == meta.size_bytes < 50 * 2**20
     assert sha256_of(pt_path) == meta.sha256
-    model, _ = load_checkpoint(meta.backbone, SHIPPED)
+    model, _ = load_checkpoint(name, SHIPPED)
     assert count_parameters(model) == meta.parameters
     assert tuple(meta.classes) == CLASSES
     assert list(model.state_dict().values())[-1].shape == (len(CLASSES),)
     assert meta.metrics, "a shipped checkpoint must carry its measured metrics"
+
+
+def test_weights_ship_for_exactly_the_backbones_the_registry_says():
+    """A missing .pt or .json fails here (and in every test parametrised by shipped_backbones), never skips."""
+    assert shipped_backbones(), "the registry must name the backbones whose weights ship"
+    for name in shipped_backbones():
+        for path in checkpoint_paths(name, SHIPPED):
+            assert path.is_file(), f"{name} ships weights, but {path} is missing"
+    assert sorted(p.stem for p in SHIPPED.glob("*.json")) == sorted(shipped_backbones())
+    assert covidnet.trained_backbones(SHIPPED) == shipped_backbones()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -78,7 +79,7 @@ def test_predict_all_backbones_prints_one_json_row_per_scan_and_backbone(weights
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["backbone"] for r in rows] == covidnet.backbones()
     for row in rows:
-        assert list(row) == ["scan", "backbone", "probabilities", "prediction", "heatmap", "warnings"]
+        assert list(row) == ["scan", "backbone", "probabilities", "prediction", "uncertain", "warnings", "heatmap"]
         assert set(row["probabilities"]) == set(covidnet.CLASSES)
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)
@@ -129,3 +130,48 @@ def test_human_readable_output_names_the_classes(weights_dir, real_scans):
     result = covidnet_cli("predict", real_scans[1], "--backbone", "densenet121", weights=weights_dir)
     assert result.returncode == 0
     assert "densenet121" in result.stdout and "COVID-19" in result.stdout and "Pneumonia" in result.stdout
+
+
+def test_backbone_all_means_every_backbone_with_verified_weights_in_every_command(weights_dir, real_scans, tmp_path):
+    from covidnet.cli.common import BACKBONE_HELP
+    from covidnet.cli.parser import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("predict", "evaluate", "fit-gate", "gate-report"):
+        (option,) = [a for a in commands[name]._actions if "--backbone" in a.option_strings]
+        assert option.default == "all" and option.help == BACKBONE_HELP
+    for path in checkpoint_paths("resnet18", weights_dir):
+        shutil.copy(path, tmp_path / path.name)
+    result = covidnet_cli("predict", real_scans[0], "--json", weights=tmp_path)
+    assert result.returncode == 0
+    assert [json.loads(line)["backbone"] for line in result.stdout.splitlines()] == ["resnet18"]
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("covidnet: skipping ")]
+    assert [line.split()[2] for line in skipped] == [f"{n}:" for n in covidnet.backbones() if n != "resnet18"]
+    for command in (["fit-gate"], ["gate-report", "--corpus", tmp_path]):
+        nothing = covidnet_cli(*command, weights=tmp_path / "empty")
+        assert nothing.returncode == 2 and "No backbone has trained weights" in nothing.stderr
+
+
+def test_gate_report_reads_one_subfolder_per_kind(weights_dir, real_scans, tmp_path):
+    corpus = tmp_path / "corpus"
+    for kind, name, image in [
+        ("colour noise", "noise", Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), np.uint8))),
+        ("blank", "grey", Image.new("L", (96, 96), 128)),
+        ("blank", "white", Image.new("L", (96, 96), 255)),
+    ]:
+        (corpus / kind).mkdir(parents=True, exist_ok=True)
+        image.save(corpus / kind / f"{name}.png")
+    (corpus / "blank" / "notes.txt").write_text("not an image")
+    out = tmp_path / "gate.json"
+    result = covidnet_cli(
+        "gate-report", "--backbone", "resnet18", "--corpus", corpus, "--out", out, weights=weights_dir
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert list(report) == ["schema_version", "n", "kinds", "backbones", "command"]
+    assert report["n"] == 3 and report["kinds"] == {"blank": 2, "colour noise": 1}
+    entry = report["backbones"]["resnet18"]
+    assert list(entry) == ["gate_fitted", "gate_of", "flagged_share", "flagged_share_by_kind"]
+    assert entry["flagged_share"] == 1.0 and entry["flagged_share_by_kind"] == {"blank": 1.0, "colour noise": 1.0}
+    missing = covidnet_cli("gate-report", "--corpus", tmp_path / "nowhere", weights=weights_dir)
+    assert missing.returncode == 2 and "python tests/gate_corpus.py DIR" in missing.stderr

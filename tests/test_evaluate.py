@@ -1,13 +1,22 @@
-"""`covidnet evaluate` on a CSV of real scans that is not ours (only path,label), with a broken row."""
+"""`covidnet evaluate` on a CSV of real scans that is not ours (only path,label), with a broken row; what an
+evaluated split records in the checkpoints' metadata; the "uncertain" threshold."""
 
 import csv
-import json
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import covidnet
+from covidnet.assessment import metrics as metrics_module
+from covidnet.assessment.evaluate import record_in_metadata
+from covidnet.assessment.reports import read_report
+from covidnet.assessment.thresholds import uncertain_below, uncertainty_threshold
 from covidnet.cli import main
+from covidnet.models.checkpoints import checkpoint_paths, sha256_of, verify_checkpoint
+from covidnet.models.metadata import read_checkpoint_metadata
 
 
 @pytest.fixture(scope="module")
@@ -27,35 +36,34 @@ def foreign_csv(real_scans, tmp_path_factory):
     return folder / "labels.csv"
 
 
-def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir, foreign_csv, tmp_path):
+def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir, foreign_csv, tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics_module, "BOOTSTRAP_ROUNDS", 20)  # the intervals' width is not what is tested
     out = tmp_path / "report.json"
     argv = ["--weights-dir", str(weights_dir), "evaluate", "--metadata", str(foreign_csv), "--out", str(out)]
     argv += ["--backbone", "all"]
+    metadata_before = {p.name: p.read_bytes() for p in weights_dir.glob("*.json")}
     assert main(argv) == 0
-    report = json.loads(out.read_text())
-    assert report["n"] == 9 and report["unreadable"]["count"] == 1
-    assert "broken.png" in report["unreadable"]["examples"][0]
-    assert set(report["backbones"]) == set(covidnet.backbones())
-    for metrics in [*report["backbones"].values(), report["ensemble"]]:
-        assert metrics["n"] == 9
-        assert sum(map(sum, metrics["confusion_matrix"])) == 9
-        assert set(metrics["per_class"]) == set(covidnet.CLASSES)
-        for per_class in metrics["per_class"].values():
-            assert set(per_class) == {"auc", "sensitivity", "specificity", "ppv"}
-            assert {"value", "low", "high"} <= set(per_class["auc"])
-        assert set(metrics["roc"]) == set(covidnet.CLASSES)
-        assert 0 <= metrics["balanced_accuracy"] <= 1
-    resnet = report["backbones"]["resnet18"]
-    assert set(resnet["ece"]) == {"before_temperature", "after_temperature"}
-    shortcuts = resnet["shortcuts"]
-    assert {"accuracy_lungs_masked", "accuracy_top_and_corners_masked", "source_probe", "saliency_sanity"} <= set(
-        shortcuts
-    )
-    assert -1 <= shortcuts["saliency_sanity"]["median_spearman"] <= 1
-    assert report["ensemble"]["members"] == covidnet.backbones()
-    gate = resnet["gate"]
-    assert sum(row["n"] for row in gate["by_source"].values()) == 9
-    assert sum(row["flagged"] for row in gate["by_class"].values()) == gate["flagged"]
+    report = read_report(out)
+    assert report.n == 9 and report.unreadable.count == 1
+    assert "broken.png" in report.unreadable.examples[0]
+    assert set(report.backbones) == set(covidnet.backbones())
+    for metrics in report.models().values():
+        assert metrics.n == 9
+        assert sum(map(sum, metrics.confusion_matrix)) == 9
+        assert set(metrics.per_class) == set(covidnet.CLASSES)
+        assert set(metrics.roc) == set(covidnet.CLASSES)
+        assert 0 <= metrics.balanced_accuracy <= 1 and 0 <= metrics.ece <= 1
+    resnet = report.backbones["resnet18"]
+    assert 0 <= resnet.ece_before_temperature <= 1
+    assert -1 <= resnet.shortcuts.saliency_sanity.median_spearman <= 1
+    assert 0 <= resnet.shortcuts.accuracy_lungs_masked <= 1 and resnet.shortcuts.source_probe.majority_baseline > 0
+    assert report.ensemble.members == covidnet.backbones()
+    gate = resnet.gate
+    assert sum(row.n for row in gate.by_source.values()) == 9
+    assert sum(row.flagged for row in gate.by_class.values()) == gate.flagged
+    assert report.command.startswith("covidnet ")
+    # a CSV that is no split of ours records nothing in the checkpoints' metadata
+    assert {p.name: p.read_bytes() for p in weights_dir.glob("*.json")} == metadata_before
 
 
 def test_a_csv_without_the_needed_columns_is_a_usage_error(weights_dir, tmp_path, capsys):
@@ -64,3 +72,72 @@ def test_a_csv_without_the_needed_columns_is_a_usage_error(weights_dir, tmp_path
     argv = ["--weights-dir", str(weights_dir), "evaluate", "--metadata", str(bad), "--out", str(tmp_path / "r.json")]
     assert main(argv) == 2
     assert "path,label" in capsys.readouterr().err
+
+
+def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the_metadata_only(
+    weights_dir, foreign_csv, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(metrics_module, "BOOTSTRAP_ROUNDS", 20)  # the intervals' width is not what is tested
+    weights = tmp_path / "weights"
+    shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
+    with foreign_csv.open(newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["path"] != "broken.png"]
+    labelled, split = tmp_path / "labels.csv", tmp_path / "split.csv"
+    with labelled.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "sha256"])
+        writer.writeheader()
+        writer.writerows({**row, "sha256": f"{k:064x}"} for k, row in enumerate(rows))
+    with split.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sha256", "phash", "split", "round"])
+        writer.writerows([f"{k:064x}", f"{k:016x}", "val" if k % 2 else "test", 1] for k in range(len(rows)))
+    pts = {name: sha256_of(checkpoint_paths(name, weights)[0]) for name in covidnet.backbones()}
+
+    argv = ["--weights-dir", str(weights), "evaluate", "--metadata", str(labelled), "--root", str(foreign_csv.parent)]
+    argv += ["--split", "val", "--split-file", str(split), "--no-shortcuts", "--out", str(tmp_path / "val.json")]
+    assert main(argv) == 0
+
+    assert "recorded metrics.validation and metrics.uncertain_below" in capsys.readouterr().out
+    report = read_report(tmp_path / "val.json")
+    for name in covidnet.backbones():
+        meta = read_checkpoint_metadata(checkpoint_paths(name, weights)[1])
+        measured = report.backbones[name].metrics
+        assert meta.metrics["uncertain_below"] == uncertainty_threshold(measured.selective)
+        assert meta.metrics["validation"]["n"] == report.n == len(rows) // 2
+        assert meta.metrics["validation"]["macro_auc"]["value"] == measured.macro_auc.value
+        assert meta.metrics["validation"]["ece"]["after_temperature"] == measured.ece
+        assert sha256_of(checkpoint_paths(name, weights)[0]) == pts[name]  # the .pt is never touched
+        verify_checkpoint(name, weights)
+
+
+def test_a_report_of_other_weights_is_not_recorded(weights_dir, tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
+    committed = read_report(Path(__file__).resolve().parents[1] / "weights" / "reports" / "internal_test.json")
+    ours = read_checkpoint_metadata(checkpoint_paths("resnet18", weights)[1]).sha256
+    report = replace(
+        committed,
+        backbones={**committed.backbones, "resnet18": replace(committed.backbones["resnet18"], weights_sha256=ours)},
+    )
+    before = {p.name: p.read_bytes() for p in weights.glob("*.json")}
+
+    assert record_in_metadata(report, "internal_test", weights) == ["resnet18"]
+
+    meta = read_checkpoint_metadata(checkpoint_paths("resnet18", weights)[1])
+    assert meta.metrics["internal_test"]["n"] == committed.n and "uncertain_below" not in meta.metrics
+    changed = {p.name for p in weights.glob("*.json") if p.read_bytes() != before[p.name]}
+    assert changed == {"resnet18.json"}  # the others measured other weights
+
+
+def test_the_uncertain_threshold_is_the_lowest_top_probability_at_which_predictions_were_accurate_enough():
+    # 100 images whose top probability is 0.4 for 20 (10 wrong), 0.6 for 30 (6 wrong) and 0.9 for 50 (1 wrong):
+    # at a threshold of 0.35 or 0.4, 83% are right; from 0.45 to 0.6, 73 of 80 (91%); from 0.65 to 0.9, 49 of 50
+    top = np.repeat([0.4, 0.6, 0.9], [20, 30, 50])
+    labels = np.zeros(100, dtype=int)
+    probabilities = np.column_stack([top, (1 - top) / 2, (1 - top) / 2])
+    wrong = np.r_[np.arange(10), 20 + np.arange(6), 50]
+    probabilities[wrong] = probabilities[wrong][:, [1, 0, 2]]  # the top probability is then on a wrong class
+
+    assert uncertain_below(probabilities, labels) == pytest.approx(0.65)  # the first at which 95% were right
+    assert uncertain_below(probabilities, labels, target_accuracy=0.9) == 0.5  # 0.45 would do: never below a majority
+    assert uncertain_below(probabilities, labels, target_accuracy=0.99) == pytest.approx(0.95)  # none: the highest

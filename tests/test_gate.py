@@ -2,7 +2,6 @@
 
 import dataclasses
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,11 @@ import torch
 from PIL import Image
 
 import covidnet
-from covidnet.inference.gate import CODE, FeatureGate, fit_gate, load_gate, save_gate, screen
+from covidnet.inference.gate import FeatureGate, Gate, fit_gate, load_gate, mahalanobis, save_gate
 from covidnet.inference.predictor import Predictor
 from covidnet.models.checkpoints import load_checkpoint
+from covidnet.models.registry import shipped_backbones
+from covidnet.notices import WarningCode
 
 
 def scan_of(image: Image.Image) -> covidnet.Scan:
@@ -25,14 +26,14 @@ def scan_of(image: Image.Image) -> covidnet.Scan:
 def test_a_colour_picture_is_flagged_with_a_reason():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
-    warnings = screen(scan_of(Image.fromarray(pixels)), None, None)
-    assert [w["code"] for w in warnings] == [CODE] and "colour" in warnings[0]["message"]
+    [warnings] = Gate().check([scan_of(Image.fromarray(pixels))])
+    assert [w.code for w in warnings] == [WarningCode.NOT_CHEST_XRAY] and "colour" in warnings[0].message
+    assert warnings[0].details["check"] == "colour" and warnings[0].details["coloured_share"] > 0.5
 
 
 def test_a_blank_image_is_flagged_and_a_real_xray_is_not(real_scans):
-    assert "blank" in screen(scan_of(Image.new("L", (300, 300), 128)), None, None)[0]["message"]
-    for path in real_scans:
-        assert screen(covidnet.read_scan(path), None, None) == []
+    assert "blank" in Gate().check([scan_of(Image.new("L", (300, 300), 128))])[0][0].message
+    assert Gate().check([covidnet.read_scan(path) for path in real_scans]) == [[]] * len(real_scans)
 
 
 def test_gate_passes_the_chosen_share_of_validation_images_and_flags_outliers():
@@ -71,23 +72,25 @@ def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
         (1.0, 1.0, 1.0),
         -1.0,
     )
-    closed = Predictor(model, meta, gate)
-    opened = Predictor(load_checkpoint("resnet18", weights_dir)[0], meta, dataclasses.replace(gate, threshold=1e9))
+    closed = Predictor(model, meta, Gate(gate))
+    opened = Predictor(model, meta, Gate(dataclasses.replace(gate, threshold=1e9)))
     for cam in ("gradcam", None):
         flagged = closed.analyze(real_scans[0], cam=cam)
-        assert [w["code"] for w in flagged.warnings] == [CODE] and "frontal chest X-ray" in flagged.warnings[0][
-            "message"
-        ]
+        assert flagged.flagged and "frontal chest X-ray" in flagged.warnings[0].message
+        assert flagged.warnings[0].details["score"] > flagged.warnings[0].details["limit"] == -1.0
         assert opened.analyze(real_scans[0], cam=cam).warnings == []
     unexplained = closed.analyze(real_scans[0], cam=None)
     assert unexplained.heatmap is None and unexplained.overlay() is None
 
 
-def test_the_non_xray_corpus_has_150_readable_images_of_every_kind():
-    from gate_corpus import non_xray_scans
+def test_the_non_xray_corpus_has_150_readable_images_of_every_kind(tmp_path):
+    from gate_corpus import write_corpus
 
-    corpus = non_xray_scans()
-    assert len(corpus) >= 150
+    from covidnet.cli.gate import read_corpus  # what `covidnet gate-report --corpus DIR` reads
+
+    written = write_corpus(tmp_path)
+    corpus = read_corpus(tmp_path)
+    assert len(corpus) == written >= 150
     kinds = {kind for kind, _, _ in corpus}
     assert {"colour photo", "greyscale photo", "text document", "drawing", "gradient", "noise", "blank"} <= kinds
     assert all(min(scan.image.size) >= 64 for _, _, scan in corpus)
@@ -97,20 +100,20 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [p.stem for p in sorted(SHIPPED.glob("*.json")) if json.loads(p.read_text())["gate"]])
+@pytest.mark.parametrize("name", shipped_backbones())  # every shipped model has a gate; missing weights fail
 def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
     from conftest import CXR_ROOT
     from gate_corpus import non_xray_scans
 
     from covidnet.training.data import read_metadata
-    from covidnet.training.train import split_records
+    from covidnet.training.splits import split_records
 
     model = covidnet.load(name, weights_dir=SHIPPED)
     corpus = non_xray_scans()
-    flagged = sum(any(w["code"] == CODE for w in model.analyze(s, cam=None).warnings) for _, _, s in corpus)
+    flagged = sum(model.analyze(s, cam=None).flagged for _, _, s in corpus)
     assert flagged / len(corpus) >= 0.95
     test = split_records(read_metadata(CXR_ROOT / "metadata.csv"), SHIPPED / "split.csv")["test"][::4]
-    real = sum(any(w["code"] == CODE for w in model.analyze(r.path, cam=None).warnings) for r in test)
+    real = sum(model.analyze(r.path, cam=None).flagged for r in test)
     assert real / len(test) <= 0.02
 
 
@@ -141,5 +144,10 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     densenet = covidnet.load("densenet121", weights_dir=tmp_path)
     assert densenet.gatekeeper is covidnet.load("resnet18", weights_dir=tmp_path)
     result = densenet.analyze(real_scans[0], cam=None)
-    assert [w["code"] for w in result.warnings] == [CODE]
+    assert [w.code for w in result.warnings] == [WarningCode.NOT_CHEST_XRAY]
     assert len(densenet.forward_batch([covidnet.read_scan(real_scans[1])]).stages) == len(widths)
+
+
+def test_mahalanobis_with_the_identity_is_the_euclidean_distance():
+    stats = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    assert mahalanobis(stats, torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)).tolist() == [5, 0]

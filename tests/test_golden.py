@@ -33,7 +33,7 @@ def test_probabilities_warnings_and_heatmaps_are_unchanged(pair, scans):
         analysis = model.analyze(scans[file], cam=cam)
         assert analysis.probabilities == pytest.approx(expected["probabilities"], abs=1e-6)
         assert analysis.prediction == expected["prediction"]
-        assert [(w["code"], w["message"]) for w in analysis.warnings] == [
+        assert [(w.code.value, w.message) for w in analysis.warnings] == [
             (w["code"], w["message"]) for w in expected["warnings"]
         ]
         np.testing.assert_allclose(analysis.grid, expected["grids"][cam], atol=1e-5)

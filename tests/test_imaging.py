@@ -12,6 +12,7 @@ from scan_files import H, W, compressed_dicom, dicom, encode, noise, png_claimin
 
 from covidnet import ScanError, read_scan
 from covidnet.io.reading import DISPLAY_MAX_SIDE
+from covidnet.notices import WarningCode
 
 
 def dark_left_bright_right(image: Image.Image) -> bool:
@@ -75,7 +76,7 @@ def test_animated_gif_and_multipage_tiff_use_the_first_frame_and_say_so():
         data = encode(first, fmt, save_all=True, append_images=[second])
         scan = read_scan(data, name=f"x.{fmt.lower()}")
         assert dark_left_bright_right(scan.image)
-        assert [w["code"] for w in scan.warnings] == ["first_frame"]
+        assert [w.code for w in scan.warnings] == [WarningCode.FIRST_FRAME]
 
 
 def test_exif_orientation_is_applied():
@@ -147,7 +148,7 @@ def test_multiframe_dicom_uses_the_first_frame():
     frames = np.stack([ramp(np.uint16, 4095), 4095 - ramp(np.uint16, 4095)])
     scan = read_scan(dicom(frames), name="a.dcm")
     assert dark_left_bright_right(scan.image)
-    assert [w["code"] for w in scan.warnings] == ["first_frame"]
+    assert [w.code for w in scan.warnings] == [WarningCode.FIRST_FRAME]
 
 
 def test_dicom_reading_tags_are_kept_and_patient_data_never_is():

@@ -1,52 +1,86 @@
-"""The model card is generated from reports: tables, findings, the README block and the cards' metrics."""
+"""The model card is generated from reports: tables, findings and the README block, with no figure of its own;
+the reports are read and written in one place, with a schema version."""
 
+import ast
 import copy
+import functools
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import CXR_ROOT
 
 import covidnet
+from covidnet.assessment import model_card, tables
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.model_card import RESULTS_END, RESULTS_START, write_model_card
+from covidnet.assessment.reports import (
+    SCHEMA_VERSION,
+    EvaluationReport,
+    GateReport,
+    ReportError,
+    read_gate_report,
+    read_report,
+    write_gate_report,
+    write_report,
+)
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import read_checkpoint_metadata
 
-SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
+ROOT = Path(__file__).resolve().parents[1]
+SPLIT = ROOT / "weights" / "split.csv"
+COMMITTED_REPORTS = sorted((ROOT / "weights" / "reports").glob("*.json"))
 
 
-def report(weights: Path, *, lungs_masked: float) -> dict:
+@functools.cache
+def made_up_summary() -> dict:
+    """``summarise`` on made-up probabilities (computed once: the bootstrap takes a while)."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 120)
-    probabilities = np.eye(3)[labels] * 0.7 + rng.dirichlet([1, 1, 1], 120) * 0.3
-    backbones, summary = {}, summarise(probabilities, labels)
+    return summarise(np.eye(3)[labels] * 0.7 + rng.dirichlet([1, 1, 1], 120) * 0.3, labels)
+
+
+def report_record(weights: Path, *, lungs_masked: float) -> dict:
+    """An evaluation report's JSON, as `covidnet evaluate` writes it, on made-up probabilities."""
+    backbones, summary = {}, copy.deepcopy(made_up_summary())
+    share = {"n": 120, "flagged": 1, "flagged_share": 1 / 120}
     for name in covidnet.backbones():
         m = copy.deepcopy(summary)
         m["ece"] = {"before_temperature": 0.2, "after_temperature": m["ece"]}
         m["weights_sha256"] = read_checkpoint_metadata(checkpoint_paths(name, weights)[1]).sha256
-        m["gate"] = {"fitted": True, "flagged": 1, "flagged_share": 1 / 120}
+        m["gate"] = {**share, "fitted": True, "by_source": {"hospital/a": share}, "by_class": {"covid": share}}
         m["shortcuts"] = {
             "accuracy": 0.95, "accuracy_lungs_masked": lungs_masked, "accuracy_top_and_corners_masked": 0.9,
             "majority_class_accuracy": 0.36, "source_probe": {"accuracy": 0.8, "majority_baseline": 0.4, "sources": []},
             "saliency_sanity": {"median_spearman": 0.1, "max_spearman": 0.2, "n": 3},
         }  # fmt: skip
         backbones[name] = m
-    return {"data": "synthetic", "n": 120, "backbones": backbones, "ensemble": summary}
+    return {"data": "synthetic", "n": 120, "backbones": backbones, "ensemble": {**summary, "members": []}}
 
 
-def test_model_card_readme_table_and_card_metrics_come_from_the_reports(weights_dir, tmp_path):
+def test_model_card_and_readme_table_come_from_the_reports_and_touch_no_metadata(weights_dir, tmp_path):
     weights = tmp_path / "weights"
     shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
     reports = weights / "reports"
-    reports.mkdir()
-    (reports / "internal_test.json").write_text(json.dumps(report(weights, lungs_masked=0.9)))
-    (reports / "external.json").write_text(json.dumps(report(weights, lungs_masked=0.4)))
-    (reports / "validation.json").write_text(json.dumps(report(weights, lungs_masked=0.4)))
+    for name, lungs_masked in (("internal_test", 0.9), ("external", 0.4), ("validation", 0.4)):
+        write_report(
+            EvaluationReport.from_dict(report_record(weights, lungs_masked=lungs_masked)), reports / f"{name}.json"
+        )
+    corpus = {
+        "gate_fitted": True,
+        "gate_of": "resnet18",
+        "flagged_share": 0.5,
+        "flagged_share_by_kind": {"noise": 0.5},
+    }
+    gate = GateReport.from_dict({"n": 7, "kinds": {"noise": 7}, "backbones": {"resnet18": corpus}})
+    write_gate_report(gate, reports / "gate.json")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{RESULTS_START}\nold\n{RESULTS_END}\n\nafter\n")
     out = tmp_path / "model_card.md"
+    metadata_before = {p.name: p.read_bytes() for p in weights.glob("*.json")}
 
     markdown = write_model_card(reports, weights, CXR_ROOT / "metadata.csv", SPLIT, out, readme)
 
@@ -57,8 +91,105 @@ def test_model_card_readme_table_and_card_metrics_come_from_the_reports(weights_
     assert "CC BY 4.0" in markdown and "external" in markdown
     assert "with the lungs blacked out" in markdown  # 0.9 > 0.36 + margin on the internal test
     assert markdown.count("with the lungs blacked out") == len(covidnet.backbones())  # not on the external set
+    assert "non-X-ray images flagged (n = 7)" in markdown and "on 7 images that are not chest X-rays" in markdown
+    assert "COVID-19 images are flagged more often" in markdown  # the only class with flags in by_class
     text = readme.read_text()
     assert "old" not in text and "| data | model |" in text and text.endswith("after\n")
-    meta = read_checkpoint_metadata(checkpoint_paths("resnet18", weights)[1])
-    assert {"internal_test", "external", "uncertain_below"} <= set(meta.metrics)
-    assert 0.5 <= meta.metrics["uncertain_below"] <= 0.95
+    assert {p.name: p.read_bytes() for p in weights.glob("*.json")} == metadata_before  # evaluate records, not this
+
+
+# --- the reports -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", COMMITTED_REPORTS, ids=lambda p: p.name)
+def test_committed_reports_read_and_write_back_unchanged(path, tmp_path):
+    reader, writer = (read_gate_report, write_gate_report) if path.stem == "gate" else (read_report, write_report)
+    report = reader(path)
+    assert report.schema_version == SCHEMA_VERSION
+    writer(report, tmp_path / path.name)
+    assert (tmp_path / path.name).read_text() == path.read_text()
+
+
+def test_a_backbone_and_the_ensemble_both_have_one_calibrated_ece():
+    report = read_report(ROOT / "weights" / "reports" / "internal_test.json")
+    record = json.loads((ROOT / "weights" / "reports" / "internal_test.json").read_text())
+    resnet = report.backbones["resnet18"]
+    assert resnet.metrics.ece == record["backbones"]["resnet18"]["ece"]["after_temperature"]
+    assert resnet.ece_before_temperature == record["backbones"]["resnet18"]["ece"]["before_temperature"]
+    assert report.ensemble.metrics.ece == record["ensemble"]["ece"]
+    assert all(isinstance(m.ece, float) for m in report.models().values())
+
+
+def test_a_report_without_a_version_is_version_1_and_other_versions_or_shapes_are_refused(tmp_path):
+    record = json.loads((ROOT / "weights" / "reports" / "external.json").read_text())
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "schema_version"}))
+    assert read_report(path).schema_version == 1
+    path.write_text(json.dumps({**record, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ReportError, match="schema version"):
+        read_report(path)
+    broken = copy.deepcopy(record)
+    broken["backbones"]["resnet18"]["ece"] = 0.1  # a backbone's ECE must say before and after temperature
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ReportError, match="before_temperature"):
+        read_report(path)
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "backbones"}))
+    with pytest.raises(ReportError, match="missing keys backbones"):
+        read_report(path)
+    with pytest.raises(ReportError, match="Cannot read"):
+        read_report(tmp_path / "missing.json")
+
+
+# --- no figure of its own ------------------------------------------------------------------------------------------
+
+# A count (two or more digits, or with a thousands separator, or a decimal), a percentage, or a commit-like hex id.
+FIGURE = re.compile(
+    r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+\.\d+|\d{2,})(?!\w)"
+    r"|\d+(?:\.\d+)?\s?%"
+    r"|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,40}\b"
+)
+# Genuine constants that may stay in the prose, each with why.
+ALLOWED = {
+    "2018": "publication year of the cited papers (Adebayo et al. 2018, Lee et al. 2018)",
+    "COVID-19": "the disease's name",
+}
+
+
+def prose_literals(module) -> list[str]:
+    """The string literals of ``module``'s source, without docstrings and f-string format specs."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    specs = {id(part) for node in ast.walk(tree) if isinstance(node, ast.FormattedValue) and node.format_spec
+             for part in ast.walk(node.format_spec)}  # fmt: skip
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings | specs
+    ]
+
+
+def figures(text: str) -> list[str]:
+    for allowed in ALLOWED:
+        text = re.sub(rf"(?<!\w){re.escape(allowed)}(?!\w)", " ", text)
+    return FIGURE.findall(text)
+
+
+def test_the_figure_detector_catches_the_kinds_of_stale_figures_seen_before():
+    for stale in ("on 174 images", "flagged only 82% of", "committed in e8a82f0)", "8,188 de-duplicated",
+                  "correlation 0.99 in", "split 70/15/15", "64-bit perceptual hash"):  # fmt: skip
+        assert figures(stale), stale
+    for fine in ("ieee8023", "ChestX-ray8", "≤ 4 bits", "(n = ", "Adebayo et al. 2018", "| COVID-19 |", "sha256"):
+        assert not figures(fine), fine
+
+
+@pytest.mark.parametrize("module", [model_card, tables], ids=lambda m: m.__name__)
+def test_the_generator_and_the_tables_hold_no_figure_of_their_own(module):
+    found = {literal: figures(literal) for literal in prose_literals(module) if figures(literal)}
+    assert not found, f"figures written into {module.__name__}'s text; take them from the reports or data: {found}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -145,7 +146,12 @@ def test_analyze_accepts_a_path_and_reports_reading_warnings(weights_dir, real_s
     path = tmp_path / "two_frames.tif"
     frames[0].save(path, save_all=True, append_images=frames[1:])
     result = covidnet.load("resnet18", weights_dir=weights_dir).analyze(path)
-    assert [w["code"] for w in result.warnings] == ["first_frame"]
+    assert [w.code for w in result.warnings] == [covidnet.WarningCode.FIRST_FRAME]
+    assert result.to_dict()["warnings"][0] == {
+        "code": "first_frame",
+        "message": result.warnings[0].message,
+        "details": {"frames": 2},
+    }
 
 
 @pytest.mark.slow
@@ -184,3 +190,35 @@ def test_gate_stages_equal_a_full_pass_and_skip_the_rest_of_the_network(name, we
     assert heads == []
     assert len(early) == len(full) == len(get_spec(name).gate_layers)
     assert all(torch.equal(a, b) for a, b in zip(early, full, strict=True))
+
+
+def test_the_predictor_leaves_the_model_it_was_given_untouched_and_its_tap_releases_its_hooks(weights_dir):
+    model, meta = load_checkpoint("resnet18", weights_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    predictor = Predictor(model, meta)
+    hooks = sum(len(m._forward_hooks) for m in predictor.model.modules())
+    assert hooks == 2 + len(get_spec("resnet18").gate_layers)  # explained layer, head, gate stages
+    assert not any(m._forward_hooks for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters()) and model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    predictor.tap.close()
+    assert not any(m._forward_hooks for m in predictor.model.modules())
+
+
+def test_an_analysis_serialises_once_for_every_consumer(weights_dir, scans):
+    result = covidnet.load("resnet18", weights_dir=weights_dir).analyze(scans[0], cam=None)
+    record = result.to_dict()
+    assert set(record) == {"backbone", "probabilities", "prediction", "uncertain", "warnings"}
+    assert record["uncertain"] == (max(result.probabilities.values()) < result.uncertainty_threshold)
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_the_ensemble_averages_its_members(weights_dir, scans):
+    members = [covidnet.load(name, weights_dir=weights_dir).analyze(scans[0], cam=None) for name in BACKBONES]
+    combined = covidnet.ensemble(members)
+    for c in covidnet.CLASSES:
+        assert combined.probabilities[c] == pytest.approx(sum(m.probabilities[c] for m in members) / len(members))
+    assert combined.agree == (len({m.prediction for m in members}) == 1)
+    with pytest.raises(covidnet.CovidNetError):
+        covidnet.ensemble([])

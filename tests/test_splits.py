@@ -7,6 +7,7 @@ import pytest
 from conftest import CXR_ROOT
 
 from covidnet.training.data import Record, read_metadata
+from covidnet.training.datasets import EXTERNAL_SOURCE
 from covidnet.training.splits import (
     NEAR_DUPLICATE_BITS,
     assign_splits,
@@ -18,7 +19,6 @@ from covidnet.training.splits import (
 )
 
 SPLIT_FILE = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
-EXTERNAL = "GeneralBlockchain/covid-19-chest-xray-lung-bounding-boxes-dataset"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_every_image_has_a_split_and_the_external_source_is_held_out_whole(split
     records, _, names, _ = split
     assert set(names) == {"train", "val", "test", "external", "excluded"}
     for record, name in zip(records, names, strict=True):
-        assert (name == "external") == (record.source == EXTERNAL)
+        assert (name == "external") == (record.source == EXTERNAL_SOURCE)
 
 
 def test_no_patient_crosses_splits(split):
@@ -71,7 +71,7 @@ def test_split_is_stratified_and_reproducible(split):
     assert 0.12 < counts["test"] / inside < 0.18 and 0.12 < counts["val"] / inside < 0.18
     first = [i for i, r in enumerate(rounds) if r == 1]
     assert assign_splits(
-        [records[i] for i in first], [hashes[i] for i in first], external_sources=[EXTERNAL], seed=0
+        [records[i] for i in first], [hashes[i] for i in first], external_sources=[EXTERNAL_SOURCE], seed=0
     ) == [names[i] for i in first]
 
 
@@ -79,7 +79,7 @@ def test_the_grown_split_keeps_every_earlier_image_and_places_new_ones_by_the_sa
     records, hashes, names, rounds = split
     assert set(rounds) == {1, 2}  # the shared set grew once: 1,377 adult images came in round 2
     kept = {r.sha256: n for r, n, k in zip(records, names, rounds, strict=True) if k == 1}
-    assert extend_splits(records, hashes, kept, external_sources=[EXTERNAL], seed=0) == names
+    assert extend_splits(records, hashes, kept, external_sources=[EXTERNAL_SOURCE], seed=0) == names
     added = [(r, n) for r, n, k in zip(records, names, rounds, strict=True) if k == 2]
     in_test = sum(n == "test" for _, n in added) / len(added)
     assert 0.1 < in_test < 0.2  # new groups are cut 70/15/15 like the first round

@@ -10,7 +10,8 @@ from PIL import Image
 
 import covidnet
 from covidnet.models.checkpoints import verify_checkpoint
-from covidnet.training.train import TrainConfig, train, xray_augmentation
+from covidnet.training.augmentation import xray_augmentation
+from covidnet.training.train import TrainConfig, train
 
 SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
 

@@ -1,13 +1,16 @@
-"""Evaluation: every trained backbone and their ensemble on a labelled set → one JSON report.
+"""Evaluation: every trained backbone and their ensemble on a labelled set → one report
+(``covidnet.assessment.reports.EvaluationReport``), and what a split's report records in the checkpoints'
+metadata (``record_in_metadata``).
 
 The report holds, per backbone and for the ensemble (mean of calibrated probabilities): accuracy,
-balanced accuracy, macro AUC and per-class AUC / sensitivity / specificity / PPV with 95% bootstrap
+balanced accuracy, macro AUC and per-class AUC / sensitivity / specificity / PPV with bootstrap
 intervals, the confusion matrix, ROC points, ECE before and after temperature scaling, reliability
-bins, and the shortcut and saliency checks of ``covidnet.assessment.shortcuts``.
+bins, the chest X-ray gate's flags, and the shortcut and saliency checks of ``covidnet.assessment.shortcuts``.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +18,25 @@ import torch
 from tqdm import tqdm
 
 from covidnet.assessment.metrics import summarise
+from covidnet.assessment.reports import (
+    VALIDATION,
+    BackboneResult,
+    EnsembleResult,
+    EvaluationReport,
+    GateFlags,
+    Metrics,
+    ShortcutChecks,
+    Unreadable,
+)
 from covidnet.assessment.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe, with_image
+from covidnet.assessment.thresholds import uncertainty_threshold
 from covidnet.classes import CLASSES
 from covidnet.errors import ScanError
-from covidnet.inference.gate import screen
 from covidnet.inference.predictor import Outputs, Predictor, load
+from covidnet.inference.results import average_probabilities
 from covidnet.io.reading import Scan, read_scan
+from covidnet.models.checkpoints import checkpoint_paths
+from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.training.calibration import expected_calibration_error, reliability_bins
 from covidnet.training.data import Record
 
@@ -35,7 +51,7 @@ def evaluate(
     data: str,
     weights_dir: Path | None = None,
     shortcuts: bool = True,
-) -> dict:
+) -> EvaluationReport:
     """Evaluate ``backbones`` on ``records`` (unreadable images are counted, not fatal)."""
     scans, kept, unreadable = [], [], []
     for record in tqdm(records, desc="reading", unit="scan"):
@@ -45,13 +61,7 @@ def evaluate(
         except ScanError as e:
             unreadable.append(str(e))
     labels = np.array([CLASSES.index(r.label) for r in kept])
-    report: dict = {
-        "data": data,
-        "n": len(kept),
-        "unreadable": {"count": len(unreadable), "examples": unreadable[:5]},
-        "sources": sorted({r.source for r in kept}),
-        "backbones": {},
-    }
+    results: dict[str, BackboneResult] = {}
     calibrated = []
     for name in backbones:
         predictor = load(name, weights_dir=weights_dir)
@@ -59,24 +69,61 @@ def evaluate(
         logits = outputs.logits
         probabilities = torch.softmax(logits / predictor.meta.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
-        metrics = summarise(probabilities, labels)
-        metrics["ece"] = {
-            "before_temperature": expected_calibration_error(raw, labels),
-            "after_temperature": metrics["ece"],
-        }
-        metrics["reliability_before_temperature"] = reliability_bins(raw, labels)
-        metrics["weights_sha256"] = predictor.meta.sha256
-        metrics["temperature"] = predictor.meta.temperature
-        if shortcuts:
-            metrics["shortcuts"] = _shortcut_checks(
-                predictor, scans, kept, labels, metrics["accuracy"]["value"], outputs.features.numpy()
-            )
-        metrics["gate"] = _gate_flags(predictor, scans, kept, outputs)
-        report["backbones"][name] = metrics
+        metrics = Metrics.from_dict(summarise(probabilities, labels), name)
+        checks = (
+            _shortcut_checks(predictor, scans, kept, labels, metrics.accuracy.value, outputs.features.numpy())
+            if shortcuts
+            else None
+        )
+        results[name] = BackboneResult(
+            metrics=metrics,
+            ece_before_temperature=expected_calibration_error(raw, labels),
+            gate=_gate_flags(predictor, scans, kept, outputs),
+            reliability_before_temperature=reliability_bins(raw, labels),
+            weights_sha256=predictor.meta.sha256,
+            temperature=predictor.meta.temperature,
+            shortcuts=checks,
+        )
         calibrated.append(probabilities)
-    report["ensemble"] = summarise(np.mean(calibrated, axis=0), labels)
-    report["ensemble"]["members"] = list(backbones)
-    return report
+    ensemble = Metrics.from_dict(summarise(average_probabilities(calibrated), labels), "ensemble")
+    return EvaluationReport(
+        data=data,
+        n=len(kept),
+        backbones=results,
+        ensemble=EnsembleResult(ensemble, list(backbones)),
+        unreadable=Unreadable(len(unreadable), unreadable[:5]),
+        sources=sorted({r.source for r in kept}),
+    )
+
+
+def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | None = None) -> list[str]:
+    """Record ``report`` (the report of split ``name``, a value of ``reports.REPORT_NAMES``) in the metadata of
+    each backbone it measured: the headline metrics as ``metrics[name]`` and, for the validation report, the
+    "uncertain" threshold as ``metrics["uncertain_below"]``. Only the metadata JSON is rewritten, never the .pt;
+    a backbone whose weights are not the ones measured is skipped. Returns the backbones recorded."""
+    recorded = []
+    for backbone, result in report.backbones.items():
+        meta_path = checkpoint_paths(backbone, weights_dir)[1]
+        meta = read_checkpoint_metadata(meta_path)
+        if meta.sha256 != result.weights_sha256:
+            continue  # the report measured other weights
+        m = result.metrics
+        entries = {
+            name: {
+                "data": report.data,
+                "n": m.n,
+                "macro_auc": asdict(m.macro_auc),
+                "accuracy": asdict(m.accuracy),
+                "covid_sensitivity": asdict(m.per_class["covid"].sensitivity),
+                "covid_specificity": asdict(m.per_class["covid"].specificity),
+                "ece": {"before_temperature": result.ece_before_temperature, "after_temperature": m.ece},
+            }
+        }
+        if name == VALIDATION:
+            entries["uncertain_below"] = uncertainty_threshold(m.selective)
+        write_checkpoint_metadata(replace(meta, metrics={**meta.metrics, **entries}), meta_path)
+        recorded.append(backbone)
+    return recorded
 
 
 def forward_all(predictor: Predictor, scans: list[Scan]) -> Outputs:
@@ -90,12 +137,9 @@ def forward_all(predictor: Predictor, scans: list[Scan]) -> Outputs:
     )
 
 
-def _gate_flags(predictor: Predictor, scans: list[Scan], records: list[Record], outputs: Outputs) -> dict:
+def _gate_flags(predictor: Predictor, scans: list[Scan], records: list[Record], outputs: Outputs) -> GateFlags:
     """How many scans the chest X-ray gate flags, overall and per data source and class."""
-    scores = predictor.gate_scores(outputs)
-    flagged = [
-        bool(screen(scan, None if scores is None else float(scores[i]), predictor.gate)) for i, scan in enumerate(scans)
-    ]
+    flagged = [bool(warnings) for warnings in predictor.gate.check(scans, outputs.stages)]
 
     def shares(key) -> dict[str, dict]:
         groups: dict[str, list[bool]] = {}
@@ -105,13 +149,16 @@ def _gate_flags(predictor: Predictor, scans: list[Scan], records: list[Record], 
             k: {"n": len(v), "flagged": sum(v), "flagged_share": sum(v) / len(v)} for k, v in sorted(groups.items())
         }
 
-    return {
-        "fitted": predictor.gate is not None,
-        "flagged": sum(flagged),
-        "flagged_share": sum(flagged) / len(scans),
-        "by_source": shares(lambda r: r.source),
-        "by_class": shares(lambda r: r.label),
-    }
+    return GateFlags.from_dict(
+        {
+            "fitted": predictor.gate.fitted,
+            "flagged": sum(flagged),
+            "flagged_share": sum(flagged) / len(scans),
+            "by_source": shares(lambda r: r.source),
+            "by_class": shares(lambda r: r.label),
+        },
+        "gate",
+    )
 
 
 def _shortcut_checks(
@@ -121,17 +168,22 @@ def _shortcut_checks(
     labels: np.ndarray,
     accuracy: float,
     features: np.ndarray,
-) -> dict:
+) -> ShortcutChecks:
     def accuracy_with(mask) -> float:
         masked = [with_image(s, mask(s.image)) for s in scans]
         return float((forward_all(predictor, masked).logits.argmax(1).numpy() == labels).mean())
 
     chance = float(np.bincount(labels, minlength=len(CLASSES)).max() / len(labels))
-    return {
-        "accuracy": accuracy,
-        "accuracy_lungs_masked": accuracy_with(mask_lungs),
-        "accuracy_top_and_corners_masked": accuracy_with(mask_borders),
-        "majority_class_accuracy": chance,
-        "source_probe": source_probe(features, [r.source for r in records]),
-        "saliency_sanity": saliency_sanity(predictor, scans[:: max(1, len(scans) // SALIENCY_SCANS)][:SALIENCY_SCANS]),
-    }
+    return ShortcutChecks.from_dict(
+        {
+            "accuracy": accuracy,
+            "accuracy_lungs_masked": accuracy_with(mask_lungs),
+            "accuracy_top_and_corners_masked": accuracy_with(mask_borders),
+            "majority_class_accuracy": chance,
+            "source_probe": source_probe(features, [r.source for r in records]),
+            "saliency_sanity": saliency_sanity(
+                predictor, scans[:: max(1, len(scans) // SALIENCY_SCANS)][:SALIENCY_SCANS]
+            ),
+        },
+        "shortcuts",
+    )

@@ -1,4 +1,4 @@
-"""Classification metrics with 95% bootstrap intervals (pure functions over probabilities and labels)."""
+"""Classification metrics with ``CONFIDENCE`` bootstrap intervals (pure functions over probabilities and labels)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from covidnet.classes import CLASSES
 from covidnet.training.calibration import expected_calibration_error, reliability_bins
 
 BOOTSTRAP_ROUNDS = 1000
+CONFIDENCE = 0.95  # of the bootstrap intervals
+COVID_SPECIFICITY = 0.95  # COVID-19 sensitivity is also reported at this specificity
 ROC_POINTS = 101
 
 
@@ -43,7 +45,7 @@ def summarise(probabilities: np.ndarray, labels: np.ndarray, *, seed: int = 0) -
         "macro_auc": with_interval(macro_auc),
         "per_class": per_class,
         "covid_sensitivity_at_95_specificity": with_interval(
-            lambda p, y: sensitivity_at_specificity(p[:, covid], y == covid, 0.95)
+            lambda p, y: sensitivity_at_specificity(p[:, covid], y == covid, COVID_SPECIFICITY)
         ),
         "confusion_matrix": confusion_matrix(labels, predictions, labels=range(len(CLASSES))).tolist(),
         "roc": {name: _roc_points(probabilities[:, k], labels == k) for k, name in enumerate(CLASSES)},
@@ -62,13 +64,6 @@ def selective_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> list[di
         accuracy = float(correct[kept].mean()) if kept.any() else None
         rows.append({"threshold": float(threshold), "coverage": float(kept.mean()), "accuracy": accuracy})
     return rows
-
-
-def uncertainty_threshold(selective: list[dict], *, target_accuracy: float = 0.95, floor: float = 0.5) -> float:
-    """The lowest top-probability threshold above which ``target_accuracy`` holds (never below ``floor``:
-    a top class under 50% is a plurality, not a majority)."""
-    meeting = [r["threshold"] for r in selective if r["accuracy"] is not None and r["accuracy"] >= target_accuracy]
-    return max(floor, min(meeting)) if meeting else max(r["threshold"] for r in selective)
 
 
 def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -102,7 +97,8 @@ def _interval(metric: Callable, probabilities: np.ndarray, labels: np.ndarray, r
     value = metric(probabilities, labels)
     if len(values) == 0:
         return {"value": _json_float(value), "low": None, "high": None}
-    low, high = np.percentile(values, [2.5, 97.5])
+    tail = round(50 * (1 - CONFIDENCE), 6)  # percent of the resamples outside the interval on each side
+    low, high = np.percentile(values, [tail, 100 - tail])
     return {"value": _json_float(value), "low": float(low), "high": float(high)}
 
 

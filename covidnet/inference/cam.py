@@ -73,12 +73,6 @@ def cam_methods() -> list[str]:
     return list(CAM_METHODS)
 
 
-def needs_gradients(method: str) -> bool:
-    """Whether ``method`` needs a backward pass (raises for an unknown method)."""
-    check_method(method)
-    return method not in GRADIENT_FREE
-
-
 def check_method(method: str) -> None:
     """Raise ``UnknownCamMethodError`` listing the valid methods unless ``method`` is one."""
     if method not in CAM_METHODS:
@@ -96,10 +90,22 @@ def cam_grid(method: str, activations: torch.Tensor, gradients: torch.Tensor | N
     return grid / (grid.max() + 1e-7)
 
 
-def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinearly resize a [0, 1] heatmap to ``size`` = (width, height), as float32 in [0, 1]."""
-    resized = Image.fromarray(heatmap.astype(np.float32)).resize(size, Image.Resampling.BILINEAR)
-    return np.clip(np.nan_to_num(np.asarray(resized, dtype=np.float32)), 0.0, 1.0)
+class ClassActivationMap:
+    """One heatmap computation: a CAM method applied to one pass's explained-layer activations.
+
+    Made per call; for gradient methods it runs the backward pass from the target score to the
+    activations (which the predictor's feature tap made a leaf, so the pass stops there).
+    """
+
+    def __init__(self, method: str) -> None:
+        check_method(method)
+        self.method = method
+        self.needs_gradients = method not in GRADIENT_FREE
+
+    def __call__(self, activations: torch.Tensor, score: torch.Tensor | None) -> np.ndarray:
+        """The [0, 1] grid for the first image of ``activations``; ``score`` is the explained class's logit."""
+        gradients = torch.autograd.grad(score, activations)[0][0] if self.needs_gradients else None
+        return cam_grid(self.method, activations.detach()[0], gradients)
 
 
 def _jet() -> np.ndarray:

@@ -13,6 +13,7 @@ Checks, cheapest first:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,18 +23,24 @@ import torch
 from covidnet.errors import CheckpointError
 from covidnet.io.reading import Scan
 from covidnet.models.checkpoints import sha256_of
+from covidnet.notices import ScanWarning, WarningCode
 
 COLOUR_SATURATION = 0.25  # HSV saturation above which a pixel counts as coloured
 COLOUR_PIXELS = 0.02  # more than this share of coloured pixels: a colour picture
 FLAT_STD = 6.0  # grey levels (of 255): below this the image is essentially uniform
 GATE_QUANTILE = 0.99  # share of validation X-rays that pass each stage and the whole gate
-CODE = "not_chest_xray"
 
 
 def stage_statistics(output: torch.Tensor) -> torch.Tensor:
     """Per-channel spatial mean and standard deviation of a stage's output: (N, 2·C)."""
     flat = output.detach().float().flatten(2)
     return torch.cat([flat.mean(2), flat.std(2)], 1)
+
+
+def mahalanobis(stats: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """Each row's Mahalanobis distance from ``mean`` under ``precision`` (an inverse covariance), in double."""
+    centred = stats.double() - mean
+    return ((centred @ precision) * centred).sum(1).clamp(min=0).sqrt()
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,10 @@ class FeatureGate:
 
     def score(self, stages: list[torch.Tensor]) -> torch.Tensor:
         """The largest scaled Mahalanobis distance over the stages, one per image."""
-        distances = []
-        for stats, mean, precision, scale in zip(stages, self.means, self.precisions, self.scales, strict=True):
-            centred = stats.double() - mean
-            distances.append(((centred @ precision) * centred).sum(1).clamp(min=0).sqrt() / scale)
+        distances = [
+            mahalanobis(stats, mean, precision) / scale
+            for stats, mean, precision, scale in zip(stages, self.means, self.precisions, self.scales, strict=True)
+        ]
         return torch.stack(distances).amax(0)
 
 
@@ -63,8 +70,7 @@ def fit_gate(train: list[np.ndarray], val: list[np.ndarray], *, quantile: float 
         estimate = LedoitWolf().fit(train_stats)
         mean = torch.from_numpy(estimate.location_).double()
         precision = torch.from_numpy(estimate.precision_).double()
-        centred = torch.from_numpy(val_stats).double() - mean
-        distances = ((centred @ precision) * centred).sum(1).clamp(min=0).sqrt().numpy()
+        distances = mahalanobis(torch.from_numpy(val_stats), mean, precision).numpy()
         means.append(mean)
         precisions.append(precision)
         scales.append(float(np.quantile(distances, quantile)))
@@ -109,26 +115,52 @@ def colour_share(scan: Scan) -> float:
     return float((saturation > COLOUR_SATURATION).mean())
 
 
-def screen(scan: Scan, score: float | None, gate: FeatureGate | None) -> list[dict[str, str]]:
-    """The gate's warnings for one scan (empty when it looks like a chest X-ray)."""
-    share = colour_share(scan)
-    if share > COLOUR_PIXELS:
-        return [_warning(f"this looks like a colour photograph or drawing ({share:.0%} of its pixels are coloured); "
-                         "X-rays are grey")]  # fmt: skip
-    spread = float(np.asarray(scan.image, dtype=np.float32).std())
-    if spread < FLAT_STD:
-        return [_warning("this image is blank or nearly uniform: there is no anatomy to analyse")]
-    if gate is not None and score is not None and score > gate.threshold:
-        return [
-            _warning(
+@dataclass(frozen=True)
+class Gate:
+    """The chest X-ray gate: the colour and blank checks, then the feature distance when one is fitted.
+
+    ``check`` is its one entry point; prediction, evaluation and the gate report all call it.
+    """
+
+    features: FeatureGate | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the feature-distance check is part of this gate (it needs a fitted gate file)."""
+        return self.features is not None
+
+    def check(self, scans: Sequence[Scan], stages: list[torch.Tensor] | None = None) -> list[list[ScanWarning]]:
+        """The warnings for each scan (an empty list: it looks like a chest X-ray).
+
+        ``stages`` are the statistics of the gate's stages for the same scans (one tensor per stage, a
+        row per scan); a fitted gate needs them, an unfitted one ignores them.
+        """
+        scores = self.features.score(stages) if self.features is not None and stages else None
+        return [self._check(scan, None if scores is None else float(scores[i])) for i, scan in enumerate(scans)]
+
+    def _check(self, scan: Scan, score: float | None) -> list[ScanWarning]:
+        share = colour_share(scan)
+        if share > COLOUR_PIXELS:
+            reason = (
+                f"this looks like a colour photograph or drawing ({share:.0%} of its pixels are coloured); "
+                "X-rays are grey"
+            )
+            return [_warning(reason, check="colour", coloured_share=share)]
+        spread = float(np.asarray(scan.image, dtype=np.float32).std())
+        if spread < FLAT_STD:
+            reason = "this image is blank or nearly uniform: there is no anatomy to analyse"
+            return [_warning(reason, check="blank", grey_level_std=spread)]
+        if self.features is not None and score is not None and score > self.features.threshold:
+            limit = self.features.threshold
+            reason = (
                 "this does not look like a frontal chest X-ray the model has learned: its image statistics are "
                 f"further from the training X-rays than those of {GATE_QUANTILE:.0%} of validation X-rays "
-                f"(score {score:.1f}, limit {gate.threshold:.1f})"
+                f"(score {score:.1f}, limit {limit:.1f})"
             )
-        ]
-    return []
+            return [_warning(reason, check="features", score=score, limit=limit)]
+        return []
 
 
-def _warning(reason: str) -> dict[str, str]:
-    return {"code": CODE, "message": f"Not a chest X-ray? {reason[0].upper()}{reason[1:]}. The probabilities are "
-                                     "not meaningful for it."}  # fmt: skip
+def _warning(reason: str, **details: float | str) -> ScanWarning:
+    message = f"Not a chest X-ray? {reason[0].upper()}{reason[1:]}. The probabilities are not meaningful for it."
+    return ScanWarning(WarningCode.NOT_CHEST_XRAY, message, details)

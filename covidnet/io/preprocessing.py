@@ -1,44 +1,98 @@
-"""The one pixel path from a scan's display image to a model's input tensor.
+"""The one pixel path from a scan's display image to a model's input tensor, and back for heatmaps.
 
 Training, evaluation, the CLI and the app all call ``build_transform``; it reads the input size,
 channels and normalisation from the checkpoint's metadata, so preprocessing travels with the weights.
-Training augmentations are composed in front of the same deterministic tail.
+Training augmentations are composed in front of the same deterministic tail. Like MONAI's invertible
+transforms, ``Preprocessing.prepare`` also returns the ``Geometry`` it applied (which part of the image
+fills the input), and the geometry maps a heatmap over the input back onto the display image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
 from covidnet.models.metadata import CheckpointMetadata
 
-Transform = Callable[[Image.Image], torch.Tensor]
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) in display-image pixels
 
 
-def build_transform(meta: CheckpointMetadata, *, augment: Callable | None = None) -> Transform:
-    """PIL greyscale image → normalised float tensor of shape (channels, size, size).
+@dataclass(frozen=True)
+class Geometry:
+    """What preprocessing did to one display image: the box of it that was resized to fill the input."""
 
-    The whole image is resized to a square (``meta.resize == "squash"``): nothing is cropped, so a
-    heatmap resized back to the image's own size lines up with the anatomy.
+    image_size: tuple[int, int]  # (width, height) of the display image
+    box: Box  # the whole image for "squash"
+    input_size: int
+
+    def to_image(self, heatmap: np.ndarray) -> np.ndarray:
+        """A [0, 1] map over the model's input (any resolution) on the display image: (height, width), float32.
+
+        Bilinear inside the box; zero outside it.
+        """
+        left, top, right, bottom = self.box
+        inside = resize_heatmap(heatmap, (right - left, bottom - top))
+        if self.box == (0, 0, *self.image_size):
+            return inside
+        width, height = self.image_size
+        full = np.zeros((height, width), dtype=np.float32)
+        full[top:bottom, left:right] = inside
+        return full
+
+
+class Preprocessing:
+    """PIL greyscale image → normalised float tensor of shape (channels, size, size), with its geometry.
+
+    The whole image is resized to a square (``meta.resize == "squash"``): nothing is cropped, so the box
+    is the whole image.
     """
-    if meta.resize != "squash":
-        raise ValueError(f"unsupported resize mode {meta.resize!r}")
-    size = meta.input_size
-    steps = [augment] if augment is not None else []
-    steps += [
-        v2.Resize((size, size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
-        v2.ToImage(),
-        v2.Grayscale(num_output_channels=meta.channels),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(meta.normalisation["mean"]), list(meta.normalisation["std"])),
-    ]
-    return v2.Compose(steps)
+
+    def __init__(self, meta: CheckpointMetadata, *, augment: Callable | None = None) -> None:
+        if meta.resize != "squash":
+            raise ValueError(f"unsupported resize mode {meta.resize!r}")
+        self.input_size = meta.input_size
+        self._augment = augment
+        self._tail = v2.Compose(
+            [
+                v2.Resize(
+                    (meta.input_size, meta.input_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True
+                ),
+                v2.ToImage(),
+                v2.Grayscale(num_output_channels=meta.channels),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(list(meta.normalisation["mean"]), list(meta.normalisation["std"])),
+            ]
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """The input tensor only (what training and evaluation batches need)."""
+        return self.prepare(image)[0]
+
+    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Geometry]:
+        """The input tensor and the geometry that maps a heatmap back onto ``image``."""
+        if self._augment is not None:
+            image = self._augment(image)
+        geometry = Geometry(image.size, (0, 0, *image.size), self.input_size)
+        return self._tail(image), geometry
+
+
+def build_transform(meta: CheckpointMetadata, *, augment: Callable | None = None) -> Preprocessing:
+    """The preprocessing ``meta`` prescribes, with optional training augmentation in front."""
+    return Preprocessing(meta, augment=augment)
 
 
 def same_preprocessing(a: CheckpointMetadata, b: CheckpointMetadata) -> bool:
     """Whether two checkpoints turn an image into the same input tensor."""
     fields = ("input_size", "channels", "normalisation", "resize")
     return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinearly resize a [0, 1] heatmap to ``size`` = (width, height), as float32 in [0, 1]."""
+    resized = Image.fromarray(heatmap.astype(np.float32)).resize(size, Image.Resampling.BILINEAR)
+    return np.clip(np.nan_to_num(np.asarray(resized, dtype=np.float32)), 0.0, 1.0)

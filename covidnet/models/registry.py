@@ -1,13 +1,19 @@
 """The backbone registry: one plain entry per network, and the one function that builds a model.
 
-Adding a backbone is adding one entry to ``BACKBONES``. Every entry names a torchvision builder,
-how its classification head is replaced (the width is read from the model), the Grad-CAM target
-layer, the default input size and torchvision's ImageNet weights for machines that have them.
+torchvision builds every network (``torchvision.models.get_model``) and loads its ImageNet weights; an
+entry only says which builder, how its classification head is reset to ``len(CLASSES)`` outputs (a small
+function, like timm's ``reset_classifier``; the width is read from the model), where that head and the
+Grad-CAM and gate layers are (paths for ``nn.Module.get_submodule``), the default input size, torchvision's
+ImageNet weights for machines that have them, and whether trained weights ship in ``weights/``.
+
+Adding a backbone is adding one ``BackboneSpec`` entry to ``BACKBONES``, plus a head function when none of
+those below fits its head (tests/test_backbones.py adds efficientnet_b0 that way).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,22 +25,41 @@ from torch import nn
 from covidnet.classes import CLASSES
 from covidnet.errors import CovidNetError, UnknownBackboneError
 
-HeadKind = Literal["fc", "classifier", "vgg"]
 Init = Literal["scratch", "imagenet", "empty"]
+
+
+def _linear_fc(model: nn.Module, num_classes: int) -> None:
+    """ResNet: ``fc`` is the linear head."""
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+
+
+def _linear_classifier(model: nn.Module, num_classes: int) -> None:
+    """DenseNet: ``classifier`` is the linear head."""
+    model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+
+
+def _vgg_pooled_linear(model: nn.Module, num_classes: int) -> None:
+    """VGG: the 7×7×512 → 4096 → 4096 head holds 90% of the weights; global pooling and one linear layer
+    keep the checkpoint small. The width is the last convolution's channel count."""
+    width = [m for m in model.features if isinstance(m, nn.Conv2d)][-1].out_channels
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Linear(width, num_classes)
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and where to look for its Grad-CAM."""
+    """How to build one backbone and where to look for its head, Grad-CAM layer and gate stages."""
 
     name: str
     family: str
-    builder: str  # a function in torchvision.models
-    head: HeadKind  # how the ImageNet head is replaced by a len(CLASSES)-way one
-    cam_layer: str  # dotted path inside the model; negative integers index from the end
+    builder: str  # a torchvision.models builder name, for torchvision.models.get_model
+    reset_head: Callable[[nn.Module, int], None]  # replaces the ImageNet head by a num_classes-way one
+    head: str  # path of the final linear layer, whose input is the penultimate feature vector
+    cam_layer: str  # path of the layer Grad-CAM explains
     input_size: int  # default square input side in pixels
     imagenet_weights: str  # torchvision weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
     gate_layers: tuple[str, ...]  # the first three stages, whose statistics the chest X-ray gate models
+    shipped: bool = True  # trained weights ship in weights/ (the tests fail when they are missing)
 
 
 # Grad-CAM explains the last stage at 1/16 of the input (ResNet's layer3, DenseNet's third dense block,
@@ -48,6 +73,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             name="resnet18",
             family="ResNet",
             builder="resnet18",
+            reset_head=_linear_fc,
             head="fc",
             cam_layer="layer3",
             input_size=128,
@@ -58,6 +84,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             name="densenet121",
             family="DenseNet",
             builder="densenet121",
+            reset_head=_linear_classifier,
             head="classifier",
             cam_layer="features.denseblock3",
             input_size=128,
@@ -68,8 +95,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             name="vgg11_bn",
             family="VGG",
             builder="vgg11_bn",
-            head="vgg",
-            cam_layer="features.-2",
+            reset_head=_vgg_pooled_linear,
+            head="classifier",
+            cam_layer="features.27",  # the last ReLU; features.28 is the final pooling
             input_size=128,
             imagenet_weights="VGG11_BN_Weights.IMAGENET1K_V1",
             gate_layers=("features.6", "features.13", "features.20"),  # ReLUs before pooling
@@ -81,6 +109,11 @@ BACKBONES: dict[str, BackboneSpec] = {
 def backbones() -> list[str]:
     """The names of every registered backbone, in registry order."""
     return list(BACKBONES)
+
+
+def shipped_backbones() -> list[str]:
+    """The backbones whose trained weights ship in ``weights/``, in registry order."""
+    return [name for name, spec in BACKBONES.items() if spec.shipped]
 
 
 def get_spec(name: str) -> BackboneSpec:
@@ -102,55 +135,36 @@ def build_model(name: str, *, init: Init = "scratch", num_classes: int = len(CLA
     cache: CovidNet never downloads anything, so a missing file is an error, not a download.
     ``init="empty"`` builds on the meta device, allocating nothing, for a checkpoint to fill with
     ``load_state_dict(..., assign=True)`` (VGG's discarded ImageNet head alone would take 500 MB).
+
+    The network is always built with torchvision's 1000-way head, which the spec's ``reset_head`` then
+    replaces: ImageNet weights need it, and building it also for "scratch" keeps a seeded initialisation
+    (and so ``covidnet train``'s results) what it was when the shipped checkpoints were trained.
     """
     spec = get_spec(name)
-    builder = getattr(torchvision.models, spec.builder)
     if init == "empty":
         with torch.device("meta"):
-            model = builder(weights=None)
-            _replace_head(model, spec.head, num_classes)
+            model = torchvision.models.get_model(spec.builder, weights=None)
+            spec.reset_head(model, num_classes)
         return model
     if init == "scratch":
-        model = builder(weights=None)
+        weights = None
     elif init == "imagenet":
-        model = builder(weights=_cached_imagenet_weights(spec))
+        weights = _cached_imagenet_weights(spec)
     else:
         raise ValueError(f"init must be 'scratch', 'imagenet' or 'empty', not {init!r}")
-    _replace_head(model, spec.head, num_classes)
+    model = torchvision.models.get_model(spec.builder, weights=weights)
+    spec.reset_head(model, num_classes)
     return model
 
 
 def cam_layer(model: nn.Module, spec: BackboneSpec) -> nn.Module:
     """The module of ``model`` whose activations Grad-CAM explains."""
-    return submodule(model, spec.cam_layer)
-
-
-def submodule(model: nn.Module, path: str) -> nn.Module:
-    """The module at a dotted ``path``; negative integers index sequences from the end."""
-    module = model
-    for part in path.split("."):
-        module = module[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
-    return module
+    return model.get_submodule(spec.cam_layer)
 
 
 def head(model: nn.Module, spec: BackboneSpec) -> nn.Linear:
     """The final linear layer; its input is the penultimate feature vector."""
-    return model.fc if spec.head == "fc" else model.classifier
-
-
-def _replace_head(model: nn.Module, head: HeadKind, num_classes: int) -> None:
-    if head == "fc":
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-    elif head == "classifier":
-        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
-    elif head == "vgg":
-        # VGG's 7×7×512 → 4096 → 4096 head holds 90% of its weights; global pooling and one linear
-        # layer keep the checkpoint small. The width is the last convolution's channel count.
-        width = [m for m in model.features if isinstance(m, nn.Conv2d)][-1].out_channels
-        model.avgpool = nn.AdaptiveAvgPool2d(1)
-        model.classifier = nn.Linear(width, num_classes)
-    else:
-        raise ValueError(f"unknown head kind {head!r}")
+    return model.get_submodule(spec.head)
 
 
 def _cached_imagenet_weights(spec: BackboneSpec) -> torchvision.models.WeightsEnum:

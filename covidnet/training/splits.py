@@ -20,6 +20,7 @@ import imagehash
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from covidnet.errors import CovidNetError
 from covidnet.io.reading import read_scan
 from covidnet.training.data import Record
 
@@ -176,3 +177,15 @@ def read_split_file(path: Path) -> dict[str, SplitEntry]:
             row["sha256"]: SplitEntry(int(row["phash"], 16), row["split"], int(row.get("round") or 1))
             for row in csv.DictReader(f)
         }
+
+
+def split_records(records: list[Record], split_file: Path) -> dict[str, list[Record]]:
+    """Records grouped by the split the split file assigns to their sha256."""
+    assigned = read_split_file(split_file)
+    missing = [r.path.name for r in records if r.sha256 not in assigned]
+    if missing:
+        raise CovidNetError(f"{len(missing)} images are not in {split_file} (e.g. {missing[0]}); run `covidnet split`.")
+    parts: dict[str, list[Record]] = {}
+    for record in records:
+        parts.setdefault(assigned[record.sha256][1], []).append(record)
+    return parts

@@ -1,8 +1,8 @@
 """Training one backbone: the split's train part, early stopping on validation macro AUC,
 temperature scaling on validation, and a checkpoint with its metadata.
 
-Images go through ``read_scan`` and ``build_transform`` like everywhere else; the augmentations
-(small rotation, translation and scale; brightness, contrast and gamma; no colour) run in front.
+Images go through ``read_scan`` and ``build_transform`` like everywhere else; the augmentations of
+``covidnet.training.augmentation`` run in front.
 """
 
 from __future__ import annotations
@@ -19,42 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
 from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
-from covidnet.errors import CovidNetError
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import build_model, get_spec
+from covidnet.training.augmentation import xray_augmentation
 from covidnet.training.calibration import expected_calibration_error, fit_temperature
 from covidnet.training.data import Record, ScanDataset, read_metadata
-from covidnet.training.splits import read_split_file
-
-
-class RandomGamma(nn.Module):
-    """Gamma correction with a random exponent, as exposure differs between X-ray machines."""
-
-    def __init__(self, low: float = 0.8, high: float = 1.25) -> None:
-        super().__init__()
-        self.low, self.high = low, high
-
-    def forward(self, image):
-        return F.adjust_gamma(image, random.uniform(self.low, self.high))
-
-
-def xray_augmentation() -> v2.Compose:
-    """Small geometric and exposure changes that keep a radiograph plausible."""
-    return v2.Compose(
-        [
-            v2.RandomAffine(degrees=7, translate=(0.06, 0.06), scale=(0.9, 1.1)),
-            v2.ColorJitter(brightness=0.25, contrast=0.25),
-            RandomGamma(),
-        ]
-    )
+from covidnet.training.splits import split_records
 
 
 @dataclass
@@ -169,18 +145,6 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         command=command,
         commit=commit,
     )
-
-
-def split_records(records: list[Record], split_file: Path) -> dict[str, list[Record]]:
-    """Records grouped by the split the split file assigns to their sha256."""
-    assigned = read_split_file(split_file)
-    missing = [r.path.name for r in records if r.sha256 not in assigned]
-    if missing:
-        raise CovidNetError(f"{len(missing)} images are not in {split_file} (e.g. {missing[0]}); run `covidnet split`.")
-    parts: dict[str, list[Record]] = {}
-    for record in records:
-        parts.setdefault(assigned[record.sha256][1], []).append(record)
-    return parts
 
 
 def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

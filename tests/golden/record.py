@@ -56,7 +56,7 @@ def outputs() -> dict:
                 analysis = model.analyze(scan, cam=cam)
                 entry["probabilities"] = analysis.probabilities
                 entry["prediction"] = analysis.prediction
-                entry["warnings"] = [{"code": str(w["code"]), "message": w["message"]} for w in analysis.warnings]
+                entry["warnings"] = [{"code": w.code.value, "message": w.message} for w in analysis.warnings]
                 entry["grids"][cam] = np.asarray(analysis.grid, dtype=float).round(7).tolist()
                 entry["heatmap_sum"] = {**entry.get("heatmap_sum", {}), cam: float(analysis.heatmap.sum())}
             covid = model.analyze(scan, cam="gradcam", target="covid")

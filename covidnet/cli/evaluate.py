@@ -1,0 +1,66 @@
+"""``covidnet evaluate``: measure trained backbones (and their ensemble) on a labelled CSV; write the report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, fmt, resolve_backbones
+from covidnet.errors import CovidNetError
+from covidnet.training.datasets import DEFAULT_SPLIT
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    """Register ``evaluate``."""
+    evaluate = commands.add_parser("evaluate", help="measure trained backbones on a labelled CSV (path,label)")
+    evaluate.add_argument("--metadata", type=Path, required=True, help="CSV with columns path,label")
+    evaluate.add_argument(
+        "--root", type=Path, default=None, help="folder the paths are relative to (default: the CSV's)"
+    )
+    add_backbone_option(evaluate)
+    evaluate.add_argument(
+        "--split",
+        default=None,
+        help="evaluate only this split of --split-file (by sha256), and record its metrics (val: also the "
+        "'uncertain' threshold) in each checkpoint's metadata JSON",
+    )
+    evaluate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    evaluate.add_argument("--no-shortcuts", dest="shortcuts", action="store_false", help="skip shortcut checks")
+    evaluate.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    evaluate.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write the report JSON and print macro AUC and accuracy per backbone and for the ensemble.
+
+    A split of the split file (``--split``) also records the report's headline metrics in each measured
+    checkpoint's metadata, and the validation split the "uncertain" threshold (``record_in_metadata``).
+    """
+    from dataclasses import asdict, replace
+
+    from covidnet.assessment.evaluate import evaluate, record_in_metadata
+    from covidnet.assessment.reports import REPORT_NAMES, VALIDATION, read_report, write_report
+    from covidnet.training.data import read_metadata
+    from covidnet.training.splits import split_records
+
+    records = read_metadata(args.metadata, root=args.root)
+    data = f"{args.metadata}"
+    if args.split:
+        records = split_records(records, args.split_file).get(args.split, [])
+        data += f", split {args.split!r} of {args.split_file}"
+    if not records:
+        raise CovidNetError(f"No images to evaluate in {data}.")
+    names = resolve_backbones(args.backbone, args.weights_dir)
+    report = evaluate(records, backbones=names, data=data, weights_dir=args.weights_dir, shortcuts=args.shortcuts)
+    write_report(replace(report, command=command_line()), args.out)
+    report = read_report(args.out)
+    for name, metrics in report.models().items():
+        auc, acc = asdict(metrics.macro_auc), asdict(metrics.accuracy)
+        print(f"{name:<12} n={report.n}  macro AUC {fmt(auc)}  accuracy {fmt(acc)}")
+    print(f"unreadable: {report.unreadable.count}; report: {args.out}")
+    if args.split in REPORT_NAMES:
+        entry = REPORT_NAMES[args.split]
+        recorded = record_in_metadata(report, entry, args.weights_dir)
+        threshold = " and metrics.uncertain_below" if entry == VALIDATION else ""
+        print(f"recorded metrics.{entry}{threshold} in the metadata of: {', '.join(recorded) or 'none'}")
+    return EXIT_OK

@@ -1,0 +1,107 @@
+"""The chest X-ray gate: ``covidnet fit-gate`` fits it on the split, ``covidnet gate-report`` measures it on a
+folder of images that are not chest X-rays (one subfolder per kind of image)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from covidnet.assessment.reports import GateReport, write_gate_report
+from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, predictors, resolve_backbones
+from covidnet.errors import CovidNetError
+from covidnet.io.reading import SCAN_SUFFIXES, Scan, read_scan
+from covidnet.models.checkpoints import default_weights_dir
+from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    """Register ``fit-gate`` and ``gate-report``."""
+    gate = commands.add_parser("fit-gate", help="fit the chest X-ray gate of trained backbones on the split")
+    add_backbone_option(gate)
+    gate.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    gate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    gate.add_argument(
+        "--shared-from",
+        default=None,
+        metavar="NAME",
+        help="give every backbone the gate of this one (fitted first) instead of its own",
+    )
+    gate.set_defaults(run=run_fit_gate)
+
+    corpus = commands.add_parser("gate-report", help="measure the chest X-ray gate on 150+ images that are not X-rays")
+    add_backbone_option(corpus)
+    corpus.add_argument(
+        "--corpus",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="images that are not chest X-rays, one subfolder per kind (`python tests/gate_corpus.py DIR` writes one)",
+    )
+    corpus.add_argument("--out", type=Path, default=default_weights_dir() / "reports" / "gate.json")
+    corpus.set_defaults(run=run_gate_report)
+
+
+def run_fit_gate(args: argparse.Namespace) -> int:
+    """Fit each chosen backbone's gate on the train split and threshold it on val (or share one backbone's)."""
+    from covidnet.inference.predictor import Predictor
+    from covidnet.training.data import read_metadata
+    from covidnet.training.gate_fitting import fit_from_splits, share_gate
+    from covidnet.training.splits import split_records
+
+    folder = args.weights_dir or default_weights_dir()
+    names = resolve_backbones(args.backbone, folder)
+    parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
+    if args.shared_from:
+        keeper = fit_from_splits(
+            Predictor.from_checkpoint(args.shared_from, folder), parts["train"], parts["val"], folder
+        )
+        for name in [n for n in names if n != args.shared_from]:
+            share_gate(keeper, name, folder)
+            print(f"{name}: uses the gate of {args.shared_from}")
+        return EXIT_OK
+    for name in names:
+        predictor = Predictor.from_checkpoint(name, folder)  # without any earlier gate
+        meta = fit_from_splits(predictor, parts["train"], parts["val"], folder)
+        print(f"{predictor.backbone}: gate threshold {meta.gate['threshold']:.1f} (fitted on {meta.gate['fitted_on']})")
+    return EXIT_OK
+
+
+def run_gate_report(args: argparse.Namespace) -> int:
+    """Count, per chosen backbone and kind of image, the corpus images the gate flags; write the report JSON."""
+    chosen = predictors(args.backbone, args.weights_dir)
+    corpus = read_corpus(args.corpus)
+    kinds = Counter(kind for kind, _, _ in corpus)
+    report = {"n": len(corpus), "kinds": dict(kinds), "backbones": {}, "command": command_line()}
+    for predictor in chosen:
+        flagged = Counter(kind for kind, _, scan in corpus if predictor.analyze(scan, cam=None).flagged)
+        report["backbones"][predictor.backbone] = {
+            "gate_fitted": predictor.gate.fitted,
+            "gate_of": predictor.gatekeeper.backbone if predictor.gatekeeper else predictor.backbone,
+            "flagged_share": sum(flagged.values()) / len(corpus),
+            "flagged_share_by_kind": {kind: flagged[kind] / n for kind, n in kinds.items()},
+        }
+        print(
+            f"{predictor.backbone}: flagged {sum(flagged.values())} of {len(corpus)} images that are not chest X-rays"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_gate_report(GateReport.from_dict(report), args.out)
+    return EXIT_OK
+
+
+def read_corpus(folder: Path) -> list[tuple[str, str, Scan]]:
+    """(kind, name, scan) for every scan file in ``folder``'s subfolders; the kind is the subfolder's name.
+
+    Kinds and files come in sorted order. ``CovidNetError`` if there is no such folder or no scan in it.
+    """
+    if not folder.is_dir():
+        raise CovidNetError(f"No corpus folder {str(folder)!r}. Write one with `python tests/gate_corpus.py DIR`.")
+    corpus = [
+        (kind.name, path.stem, read_scan(path))
+        for kind in sorted(p for p in folder.iterdir() if p.is_dir())
+        for path in sorted(kind.iterdir())
+        if path.is_file() and path.suffix.lower() in SCAN_SUFFIXES
+    ]
+    if not corpus:
+        raise CovidNetError(f"No images in the subfolders of {str(folder)!r} (one subfolder per kind of image).")
+    return corpus

@@ -1,0 +1,31 @@
+"""``covidnet model-card``: generate docs/model_card.md and the README's results table from the reports."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from covidnet.cli.common import EXIT_OK
+from covidnet.models.checkpoints import default_weights_dir
+from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    """Register ``model-card``."""
+    meta = commands.add_parser("model-card", help="generate docs/model_card.md and the README table from the reports")
+    meta.add_argument("--reports", type=Path, default=default_weights_dir() / "reports")
+    meta.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    meta.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    meta.add_argument("--out", type=Path, default=Path("docs/model_card.md"))
+    meta.add_argument("--readme", type=Path, default=Path("README.md"))
+    meta.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the model card and the README table."""
+    from covidnet.assessment.model_card import write_model_card
+
+    weights = args.weights_dir or default_weights_dir()
+    write_model_card(args.reports, weights, args.data / "metadata.csv", args.split_file, args.out, args.readme)
+    print(f"wrote {args.out} and the results table in {args.readme}")
+    return EXIT_OK

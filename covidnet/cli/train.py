@@ -1,0 +1,44 @@
+"""``covidnet train``: train one backbone and write its checkpoint and metadata."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from covidnet.cli.common import EXIT_OK, command_line
+from covidnet.models.checkpoints import default_weights_dir
+from covidnet.models.registry import backbones
+from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    """Register ``train``."""
+    train = commands.add_parser("train", help="train one backbone and write its checkpoint and metadata")
+    train.add_argument("--backbone", required=True, choices=backbones())
+    train.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    train.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
+    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument(
+        "--init", default="scratch", help="scratch, imagenet (from TORCH_HOME's cache), or a weights folder"
+    )
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--input-size", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, default=1)
+    train.add_argument("--patience", type=int, default=4)
+    train.add_argument("--limit", type=int, default=None, help="use every n-th image only (quick runs)")
+    train.add_argument("--resume", action="store_true", help="continue from runs/<backbone>.state.pt")
+    train.add_argument("--out", type=Path, default=default_weights_dir())
+    train.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train with the flags as the configuration; print the validation metrics and temperature."""
+    from covidnet.training.train import TrainConfig, train
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "weights_dir")}
+    meta = train(TrainConfig(**settings), command=command_line())
+    print(f"wrote {meta.backbone}: validation {meta.metrics['validation']}, temperature {meta.temperature:.3f}")
+    return EXIT_OK

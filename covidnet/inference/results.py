@@ -1,0 +1,110 @@
+"""What an analysis returns: ``Analysis`` (one scan, one backbone) and ``Ensemble`` (several backbones).
+
+Their ``to_dict()`` is the one serialised form: the CLI's JSON rows, the app's JSON download and the
+Batch page's table are all built from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from covidnet.errors import CovidNetError
+from covidnet.inference.cam import overlay
+from covidnet.notices import ScanWarning, WarningCode
+
+MAJORITY = 0.5  # the uncertainty threshold when no validated one is recorded: no class has a majority
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One scan analysed by one backbone."""
+
+    backbone: str
+    probabilities: dict[str, float]  # calibrated, class → probability, summing to 1
+    prediction: str  # the most probable class
+    target: str  # the class the heatmap explains
+    heatmap: np.ndarray | None  # float32 in [0, 1], shape (height, width) of the display image; None without CAM
+    grid: np.ndarray | None  # the map at the explained layer's resolution (8×8 at 128 pixels)
+    image: Image.Image  # the scan's display image, which the heatmap lines up with
+    cam: str | None
+    seconds: float
+    warnings: list[ScanWarning] = field(default_factory=list)
+    uncertain_below: float | None = None  # the checkpoint's validated threshold (None: none recorded)
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the chest X-ray gate flagged the scan (its probabilities then mean nothing)."""
+        return any(w.code == WarningCode.NOT_CHEST_XRAY for w in self.warnings)
+
+    @property
+    def uncertainty_threshold(self) -> float:
+        """The top probability below which the prediction is called uncertain."""
+        return MAJORITY if self.uncertain_below is None else self.uncertain_below
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the most probable class falls short of ``uncertainty_threshold``."""
+        return self.probabilities[self.prediction] < self.uncertainty_threshold
+
+    def overlay(self, opacity: float = 0.4) -> Image.Image | None:
+        """The heatmap drawn over the scan (RGB), drawn on request; None without a heatmap."""
+        return None if self.heatmap is None else overlay(self.image, self.heatmap, opacity=opacity)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The analysis as JSON-ready data (no images)."""
+        return {
+            "backbone": self.backbone,
+            "probabilities": dict(self.probabilities),
+            "prediction": self.prediction,
+            "uncertain": self.uncertain,
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Several backbones' analyses of one scan, combined by averaging their calibrated probabilities."""
+
+    members: dict[str, Analysis]  # backbone → its analysis
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """The members' average, class → probability."""
+        classes = list(next(iter(self.members.values())).probabilities)
+        per_model = np.array([[[a.probabilities[c] for c in classes]] for a in self.members.values()])
+        return dict(zip(classes, map(float, average_probabilities(per_model)[0]), strict=True))
+
+    @property
+    def prediction(self) -> str:
+        probabilities = self.probabilities
+        return max(probabilities, key=probabilities.get)
+
+    @property
+    def agree(self) -> bool:
+        """Whether every member predicts the same class."""
+        return len({a.prediction for a in self.members.values()}) == 1
+
+    @property
+    def flagged(self) -> bool:
+        """Whether any member's gate flagged the scan."""
+        return any(a.flagged for a in self.members.values())
+
+
+def ensemble(analyses: Sequence[Analysis]) -> Ensemble:
+    """The ensemble of several backbones' analyses of the same scan."""
+    if not analyses:
+        raise CovidNetError("An ensemble needs at least one analysis.")
+    return Ensemble({a.backbone: a for a in analyses})
+
+
+def average_probabilities(per_model: np.ndarray) -> np.ndarray:
+    """The ensemble rule: the mean of the members' calibrated probabilities.
+
+    (models, scans, classes) → (scans, classes).
+    """
+    return np.mean(per_model, axis=0)

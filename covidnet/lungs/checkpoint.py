@@ -1,0 +1,127 @@
+"""The lung segmenter's checkpoint: ``lungs.pt`` (a state dict only) beside ``lungs.json`` (its metadata).
+
+Like the classifiers' checkpoints (``covidnet.models.checkpoints``), loading verifies the file's size and
+sha256 against the metadata first and then reads tensors only (``weights_only=True``); a missing, changed or
+inconsistent file is a ``CheckpointError``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from covidnet.errors import CheckpointError
+from covidnet.lungs.model import CONVENTIONS, LungUNet
+from covidnet.models.checkpoints import count_parameters, default_weights_dir, sha256_of
+
+NAME = "lungs"
+
+
+@dataclass(frozen=True)
+class LungsMetadata:
+    """Everything needed to use, verify and judge the lung segmenter's checkpoint."""
+
+    architecture: dict[str, Any]  # {"name": "LungUNet", "base": …, "depth": …}
+    input_size: int
+    sha256: str
+    size_bytes: int
+    parameters: int
+    conventions: tuple[str, ...] = CONVENTIONS  # output channel order
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    postprocessing: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    init: str = "scratch"
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    command: str = ""
+    commit: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> LungsMetadata:
+        """Metadata from its JSON record; unknown or missing fields raise ``CheckpointError``."""
+        unknown = sorted(set(record) - {f.name for f in fields(cls)})
+        if unknown:
+            raise CheckpointError(f"Lung segmenter metadata has unknown fields: {', '.join(unknown)}.")
+        record = dict(record)
+        if "conventions" in record:
+            record["conventions"] = tuple(record["conventions"])
+        try:
+            return cls(**record)
+        except TypeError as e:
+            raise CheckpointError(f"Lung segmenter metadata is incomplete: {e}.") from None
+
+
+def lungs_paths(weights_dir: Path | None = None) -> tuple[Path, Path]:
+    """The ``(lungs.pt, lungs.json)`` paths in ``weights_dir`` (default: ``$COVIDNET_WEIGHTS`` or weights/)."""
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    return folder / f"{NAME}.pt", folder / f"{NAME}.json"
+
+
+def build_segmenter(architecture: dict[str, Any]) -> LungUNet:
+    """The network an ``architecture`` record describes."""
+    if architecture.get("name") != "LungUNet":
+        raise CheckpointError(f"Unknown lung segmenter architecture {architecture.get('name')!r}.")
+    return LungUNet(base=int(architecture["base"]), depth=int(architecture["depth"]))
+
+
+def save_lungs_checkpoint(model: LungUNet, out_dir: Path, **meta_fields: Any) -> LungsMetadata:
+    """Write ``model``'s float32 state dict as ``lungs.pt`` and its metadata as ``lungs.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pt_path, meta_path = lungs_paths(out_dir)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, pt_path)
+    meta = LungsMetadata(
+        sha256=sha256_of(pt_path),
+        size_bytes=pt_path.stat().st_size,
+        parameters=count_parameters(model),
+        **meta_fields,
+    )
+    meta_path.write_text(meta.to_json())
+    return meta
+
+
+def verify_lungs_checkpoint(weights_dir: Path | None = None) -> LungsMetadata:
+    """The metadata of the lung segmenter, after checking its file's size and sha256."""
+    pt_path, meta_path = lungs_paths(weights_dir)
+    if not meta_path.exists() or not pt_path.exists():
+        raise CheckpointError(
+            f"No trained lung segmenter in {str(pt_path.parent)!r} ({pt_path.name} and {meta_path.name}). "
+            "Train it with `covidnet train-lungs`."
+        )
+    try:
+        meta = LungsMetadata.from_dict(json.loads(meta_path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"Cannot read lung segmenter metadata {str(meta_path)!r}: {e}.") from None
+    if pt_path.stat().st_size != meta.size_bytes or sha256_of(pt_path) != meta.sha256:
+        raise CheckpointError(
+            f"{pt_path.name} does not match the sha256 in {meta_path.name}: the file was changed "
+            "or damaged. Restore it (e.g. `git checkout weights/`) or retrain; it was not loaded."
+        )
+    return meta
+
+
+def load_lungs_checkpoint(weights_dir: Path | None = None) -> tuple[nn.Module, LungsMetadata]:
+    """Verify, then load the lung segmenter as a float32 model in eval mode."""
+    meta = verify_lungs_checkpoint(weights_dir)
+    pt_path, _ = lungs_paths(weights_dir)
+    try:
+        state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for unreadable files
+        raise CheckpointError(f"Cannot load {pt_path.name}: {e}") from None
+    model = build_segmenter(meta.architecture)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{pt_path.name} does not fit the {meta.architecture} architecture: {e}") from None
+    if count_parameters(model) != meta.parameters or tuple(meta.conventions) != CONVENTIONS:
+        raise CheckpointError(f"{pt_path.name} does not match {NAME}.json (parameters or mask conventions).")
+    return model.eval(), meta

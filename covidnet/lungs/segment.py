@@ -1,0 +1,179 @@
+"""``segment_lungs``: the lung fields of a chest X-ray, as a mask on the scan's display image, with a quality score.
+
+The display image is resized (squashed) to the segmenter's square input, standardised, and segmented; the
+logits of the chosen mask convention are cleaned at the input resolution (only the two largest connected
+components are kept, and holes inside them are filled), resized bilinearly to the display image and
+thresholded at probability 0.5.
+
+Quality, in [0, 1], is the product of five checks, each 1 when the result looks like a pair of lungs and
+falling linearly to 0 (the ranges come from the 1,081 reference masks, which all lie well inside them):
+
+- ``confidence``: the mean of 2p − 1 over the kept lung pixels (p, the lung probability); low for a hesitant mask.
+- ``area``: the kept lungs cover 8–62% of the image (0 below 3% and above 80%).
+- ``balance``: the smaller lung is at least 30% of the larger's area (0 with a single component).
+- ``layout``: the two lungs sit side by side, their centres at least 20% of the width apart (0 at 10%), and
+  at most 20% of the height apart vertically (0 at 30%).
+- ``clutter``: 1 when all of the predicted lung lies in the two kept components, 0 when 30% lies outside them.
+
+``plausible`` is ``quality >= PLAUSIBLE_QUALITY`` (0.5).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from torch.nn import functional as F
+
+from covidnet.errors import CheckpointError
+from covidnet.io.reading import Scan, ScanSource, read_scan
+from covidnet.lungs.checkpoint import LungsMetadata, load_lungs_checkpoint, lungs_paths
+from covidnet.lungs.model import CONVENTIONS, standardise
+
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) in display-image pixels, right/bottom exclusive
+
+DEFAULT_CONVENTION = "full"
+PLAUSIBLE_QUALITY = 0.5
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
+class LungMask:
+    """The lungs found on one scan, at its display image's size."""
+
+    mask: np.ndarray  # bool (height, width): True = lung
+    area_fraction: float  # the mask's share of the image
+    box: Box | None  # the mask's bounding box, None when it is empty
+    quality: float  # in [0, 1]: how much the mask looks like a pair of lungs (see the module's docstring)
+    plausible: bool  # quality >= PLAUSIBLE_QUALITY
+    convention: str = DEFAULT_CONVENTION  # "full" or "visible" (see covidnet.lungs.model.CONVENTIONS)
+    checks: dict[str, float] = field(default_factory=dict)  # the factors of quality
+
+
+class LungSegmenter:
+    """A loaded lung segmenter; ``segment(image)`` is ``segment_lungs`` on a display image."""
+
+    def __init__(self, model: torch.nn.Module, meta: LungsMetadata) -> None:
+        self.model, self.meta, self.input_size = model.eval(), meta, meta.input_size
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """A greyscale display image → the (1, 1, S, S) standardised input."""
+        size = self.input_size
+        small = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+        x = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)[None, None]
+        return standardise(x)
+
+    def logits(self, image: Image.Image) -> torch.Tensor:
+        """(len(CONVENTIONS), S, S) logits over the squashed image."""
+        with torch.inference_mode():
+            return self.model(self.prepare(image))[0]
+
+    def segment(self, image: Image.Image, convention: str = DEFAULT_CONVENTION) -> LungMask:
+        if convention not in CONVENTIONS:
+            raise ValueError(f"unknown lung mask convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+        logits = self.logits(image)[CONVENTIONS.index(convention)]
+        return postprocess(logits, (image.height, image.width), convention)
+
+
+def postprocess(logits: torch.Tensor, size: tuple[int, int], convention: str = DEFAULT_CONVENTION) -> LungMask:
+    """One convention's (S, S) logits → the cleaned ``LungMask`` at ``size`` (height, width)."""
+    logit = logits.float().numpy()
+    probability = 1.0 / (1.0 + np.exp(-logit))
+    labels, count = ndimage.label(logit > 0, structure=_EIGHT_CONNECTED)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    largest = np.argsort(areas)[::-1][:2] + 1
+    kept = ndimage.binary_fill_holes(np.isin(labels, largest))
+    cleaned = np.where(kept, np.maximum(logit, 1.0), np.minimum(logit, -1.0)).astype(np.float32)
+    up = F.interpolate(torch.from_numpy(cleaned)[None, None], size=size, mode="bilinear", align_corners=False)
+    mask = (up[0, 0] > 0).numpy()
+    checks = quality_checks(probability, labels, areas, largest, kept)
+    quality = float(np.prod(list(checks.values())))
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if rows.size else None
+    return LungMask(
+        mask=mask,
+        area_fraction=float(mask.mean()),
+        box=box,
+        quality=quality,
+        plausible=quality >= PLAUSIBLE_QUALITY,
+        convention=convention,
+        checks=checks,
+    )
+
+
+def _ramp(value: float, zero: float, one: float) -> float:
+    """0 at ``zero``, 1 at ``one``, linear between and clipped (either direction)."""
+    return float(np.clip((value - zero) / (one - zero), 0.0, 1.0))
+
+
+def quality_checks(
+    probability: np.ndarray, labels: np.ndarray, areas: np.ndarray, largest: np.ndarray, kept: np.ndarray
+) -> dict[str, float]:
+    """The five factors of quality (see the module's docstring), at the input resolution."""
+    height, width = probability.shape
+    if not kept.any():
+        return {"confidence": 0.0, "area": 0.0, "balance": 0.0, "layout": 0.0, "clutter": 0.0}
+    area = float(kept.mean())
+    checks = {
+        "confidence": float(np.clip(2 * probability[kept].mean() - 1, 0, 1)),
+        "area": min(_ramp(area, 0.03, 0.08), _ramp(area, 0.80, 0.62)),
+        "balance": 0.0,
+        "layout": 0.0,
+        "clutter": _ramp(1 - areas[largest - 1].sum() / max(areas.sum(), 1), 0.30, 0.0),
+    }
+    if len(largest) == 2:
+        small, big = sorted(areas[largest - 1])
+        checks["balance"] = _ramp(small / big, 0.0, 0.30)
+        centres = [np.argwhere(labels == k).mean(0) for k in largest]
+        dy, dx = np.abs(centres[0] - centres[1]) / (height, width)
+        checks["layout"] = min(_ramp(dx, 0.10, 0.20), _ramp(dy, 0.30, 0.20))
+    return checks
+
+
+_lock = threading.Lock()
+_cache: dict[tuple, LungSegmenter] = {}
+
+
+def load_segmenter(weights_dir: Path | None = None) -> LungSegmenter:
+    """The lung segmenter in ``weights_dir`` (default ``$COVIDNET_WEIGHTS`` or weights/), loaded once per process.
+
+    The file is verified (size and sha256) when it is first loaded, and loaded again if its size or
+    modification time changes; a missing or changed file raises ``CheckpointError``.
+    """
+    pt_path, meta_path = lungs_paths(weights_dir)
+    try:
+        stats = tuple((s.st_size, s.st_mtime_ns) for s in (pt_path.stat(), meta_path.stat()))
+    except OSError:
+        stats = None
+    key = (os.fspath(pt_path.resolve()), stats)
+    with _lock:
+        if key not in _cache:
+            if stats is None:
+                load_lungs_checkpoint(weights_dir)  # raises the CheckpointError that names the missing file
+                raise CheckpointError(f"{pt_path} disappeared while it was read.")
+            model, meta = load_lungs_checkpoint(weights_dir)
+            _cache.clear()
+            _cache[key] = LungSegmenter(model, meta)
+        return _cache[key]
+
+
+def segment_lungs(
+    scan: Scan | ScanSource,
+    *,
+    convention: str = DEFAULT_CONVENTION,
+    weights_dir: Path | None = None,
+) -> LungMask:
+    """The lungs on ``scan`` (a ``Scan``, or anything ``read_scan`` accepts) as a ``LungMask`` at its display size.
+
+    ``convention`` picks the border: ``"full"`` (default) is the whole lung field, including the lung behind the
+    heart; ``"visible"`` stops at the heart border and the top of the diaphragm (JSRT style).
+    """
+    if not isinstance(scan, Scan):
+        scan = read_scan(scan)
+    return load_segmenter(weights_dir).segment(scan.image, convention)

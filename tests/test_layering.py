@@ -1,0 +1,55 @@
+"""The package's layering: the library never imports Streamlit (or grad-cam's heavy dependencies), and no
+module imports from a layer above its own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "covidnet"
+# Each folder may import from the ones listed (and from the top-level modules: classes, errors, notices).
+ALLOWED = {
+    "io": {"models"},
+    "models": set(),
+    "inference": {"io", "models"},
+    "lungs": {"io", "models"},
+    "training": {"io", "models", "inference", "assessment"},
+    "assessment": {"io", "models", "inference", "training"},
+    "cli": {"io", "models", "inference", "training", "assessment", "lungs"},
+}
+
+
+def test_importing_every_covidnet_module_imports_no_streamlit_and_no_grad_cam():
+    code = (
+        "import importlib, pkgutil, sys, covidnet\n"
+        "for m in pkgutil.walk_packages(covidnet.__path__, 'covidnet.'):\n"
+        "    if m.name != 'covidnet.__main__': importlib.import_module(m.name)\n"
+        "print(sorted(n for n in ('streamlit', 'pytorch_grad_cam', 'cv2', 'matplotlib') if n in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def _imported_layers(path: Path) -> set[str]:
+    layers = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "covidnet" and len(parts) > 2:
+                layers.add(parts[1])
+    return layers
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_a_layer_imports_only_from_the_layers_below_it(layer):
+    modules = sorted((PACKAGE / layer).glob("*.py"))
+    assert modules, f"covidnet/{layer} is missing"
+    for module in modules:
+        wrong = _imported_layers(module) - ALLOWED[layer] - {layer}
+        assert not wrong, f"{module.relative_to(PACKAGE)} imports from covidnet.{', covidnet.'.join(sorted(wrong))}"
