@@ -174,6 +174,25 @@ def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
     return "\n".join(source_lines), "\n".join(split_lines)
 
 
+def data_summary(metadata_csv: Path, split_file: Path) -> str:
+    """One sentence on the data: how many images, from how many repositories, and how the split grew."""
+    records = read_metadata(metadata_csv)
+    entries = read_split_file(split_file).values()
+    added = Counter(entry.split for entry in entries if entry.round > 1)
+    grown = (
+        f" The split grew with the data: {sum(added.values()):,} images added later were placed without moving "
+        "any earlier one, so the shipped models' training images are unchanged; the test split now also holds "
+        f"{added['test']:,} of the added images, from sources the shipped models may never have trained on."
+        if added
+        else ""
+    )
+    repositories = len({r.source for r in records})
+    return (
+        f"{len(records):,} de-duplicated public chest X-rays from {repositories} GitHub repositories "
+        f"(`../shared/data/cxr`, see its README).{grown}"
+    )
+
+
 def model_table(cards: list[ModelCard]) -> str:
     lines = [
         "| backbone | initialisation | input | parameters | file | epochs (best) | training time | temperature |",
@@ -258,7 +277,7 @@ temperature scaling fitted on the validation split.
 {model_table(cards)}
 
 ## Data
-8,188 de-duplicated public chest X-rays from six GitHub repositories (`../shared/data/cxr`, see its README).
+{data_summary(metadata_csv, split_file)}
 
 {provenance}
 
