@@ -4,6 +4,9 @@ evaluation reports, the checkpoints' metadata and the data's metadata. Never wri
 Every figure in the card comes from those (the tables from ``covidnet.assessment.tables``, the figures in the
 prose from the helpers below); the generator writes nothing but the document and the README block
 (``covidnet evaluate`` records metrics and thresholds in the checkpoints' metadata).
+
+Longer than our usual ~250 lines because most of it is the document's prose template, kept whole so that
+it reads like the card it produces.
 """
 
 from __future__ import annotations
