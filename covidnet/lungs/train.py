@@ -5,6 +5,10 @@ cross-entropy on the soft (area-averaged) mask plus a soft Dice loss. AdamW with
 After every epoch the full pipeline (``segment``, postprocessing included, at the display image's size) is
 scored on the validation part and the epoch with the best mean Dice is kept. The run's state is saved after
 every epoch in ``runs/lungs.state.pt``; ``resume=True`` continues from it.
+
+Longer than our usual ~250 lines for now: the loop, its resumable state and the held-out measurement that
+the metadata records live together until the segmenter joins the inference path (then the measurement moves
+to the assessment package).
 """
 
 from __future__ import annotations
