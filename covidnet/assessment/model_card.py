@@ -33,7 +33,9 @@ from covidnet.assessment.tables import (
 )
 from covidnet.classes import CLASSES, display_name
 from covidnet.inference.gate import GATE_QUANTILE
+from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata
+from covidnet.models.registry import backbones
 from covidnet.training.data import Record, read_metadata
 from covidnet.training.splits import NEAR_DUPLICATE_BITS, SplitEntry, read_split_file
 
@@ -49,7 +51,8 @@ def write_model_card(
     """Generate ``out`` (and the README's results table) from the reports; return the Markdown."""
     reports = shown(read_reports(reports_dir))
     gate_report = find_gate_report(reports_dir)
-    metas = [read_checkpoint_metadata(p) for p in sorted(weights_dir.glob("*.json"))]
+    paths = sorted(checkpoint_paths(name, weights_dir)[1] for name in backbones())  # not other models' metadata
+    metas = [read_checkpoint_metadata(p) for p in paths if p.exists()]
     markdown = render(reports, metas, metadata_csv, split_file, gate_report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
