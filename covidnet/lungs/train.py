@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ from covidnet.lungs.data import (
 from covidnet.lungs.model import CONVENTIONS, SOURCE_CONVENTION, LungUNet
 from covidnet.lungs.segment import PLAUSIBLE_QUALITY, LungSegmenter
 from covidnet.models.checkpoints import default_weights_dir, sha256_of
+from covidnet.provenance import git_commit, seed_everything
 
 DISEASED = ("covid", "pneumonia")
 
@@ -71,10 +71,10 @@ class LungTrainConfig:
 
 def train_lungs(config: LungTrainConfig, *, command: str = "") -> LungsMetadata:
     """Train the segmenter and write ``lungs.pt``, ``lungs.json`` and ``lungs.split.csv`` into ``config.out``."""
-    launched, commit = time.perf_counter(), _git_commit()
+    launched, commit = time.perf_counter(), git_commit()
     if config.threads:
         torch.set_num_threads(config.threads)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     records = read_lung_records(config.data)
     state_path = Path(config.state_dir) / "lungs.state.pt"
     state = None
@@ -295,12 +295,6 @@ def _counts(records: list[LungRecord]) -> dict:
     return {s: {"total": sum(c.values()), **dict(sorted(c.items()))} for s, c in sorted(by_source.items())}
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _one_cycle(optimizer, lr: float, total_steps: int, done: int) -> torch.optim.lr_scheduler.OneCycleLR:
     """The one-cycle schedule over ``total_steps``, moved on by the ``done`` steps of earlier runs (a resumed run
     may ask for more epochs: the schedule then continues as if the run had started with that many)."""
@@ -340,15 +334,3 @@ def _restore(state: dict, model, optimizer, rng, config: LungTrainConfig) -> tup
     print(f"resuming after epoch {state['epoch']} (best val Dice {state['best_dice']:.4f})", flush=True)
     best = {"dice": state["best_dice"], "epoch": state["best_epoch"], "state": state["best_state"]}
     return state["epoch"], best, state["seconds"]
-
-
-def _git_commit() -> str:
-    folder = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=folder
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True, cwd=folder)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty.stdout.strip() else "")

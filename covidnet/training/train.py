@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import platform
 import random
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import build_model, get_spec
+from covidnet.provenance import git_commit, seed_everything
 from covidnet.training.augmentation import xray_augmentation
 from covidnet.training.calibration import expected_calibration_error, fit_temperature
 from covidnet.training.data import Record, ScanDataset, read_metadata
@@ -59,8 +59,8 @@ class TrainConfig:
 
 def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     """Train ``config.backbone`` and write ``<backbone>.pt`` and its metadata into ``config.out``."""
-    started, commit = time.time(), _git_commit()  # the code that trains, not the code at the end
-    _seed_everything(config.seed)
+    started, commit = time.time(), git_commit()  # the code that trains, not the code at the end
+    seed_everything(config.seed)
     spec = get_spec(config.backbone)
     input_size = config.input_size or spec.input_size
     parts = split_records(read_metadata(Path(config.data) / "metadata.csv"), config.split_file)
@@ -174,12 +174,6 @@ def _class_weights(records: list[Record]) -> torch.Tensor:
     return counts.sum() / (len(CLASSES) * counts.clamp(min=1))
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimizer, scheduler, shuffle_rng) -> None:
     """Everything a resumed run needs to continue exactly where this one stopped, random states included."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,23 +222,3 @@ def _training_summary(config: TrainConfig, train_records, val_records, best_epoc
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, device {config.device}",
         "torch": torch.__version__,
     }
-
-
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parents[1],
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
