@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from covidnet.errors import CovidNetError
+from covidnet.grouping import DisjointSets
 from covidnet.io.reading import read_scan
 from covidnet.lungs.model import standardise
 
@@ -92,24 +93,17 @@ def thumbnail(image: Image.Image) -> np.ndarray:
 
 def group_ids(records: list[LungRecord], patients: list[str | None], thumbnails: np.ndarray) -> list[int]:
     """A group id per record: the union of same-patient and near-duplicate images within one source."""
-    parent = list(range(len(records)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(records))
     first: dict[tuple[str, str], int] = {}
     for i, (record, patient) in enumerate(zip(records, patients, strict=True)):
         if patient is not None:
-            parent[find(i)] = find(first.setdefault((record.source, patient), i))
+            sets.union(i, first.setdefault((record.source, patient), i))
     correlation = thumbnails @ thumbnails.T
     sources = np.array([r.source for r in records])
     for i, j in zip(*np.nonzero(np.triu(correlation >= NEAR_DUPLICATE_CORRELATION, 1)), strict=True):
         if sources[i] == sources[j]:
-            parent[find(int(i))] = find(int(j))
-    return [find(i) for i in range(len(records))]
+            sets.union(int(i), int(j))
+    return sets.roots()
 
 
 def split_lung_records(

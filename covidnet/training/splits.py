@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from covidnet.errors import CovidNetError
+from covidnet.grouping import DisjointSets
 from covidnet.io.reading import read_scan
 from covidnet.training.data import Record
 
@@ -49,25 +50,15 @@ def hamming_distances(hash_: int, hashes: np.ndarray) -> np.ndarray:
 
 def groups(records: list[Record], hashes: list[int], *, max_bits: int = NEAR_DUPLICATE_BITS) -> list[int]:
     """A group id per record: union of same-patient and near-duplicate images."""
-    parent = list(range(len(records)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        parent[find(i)] = find(j)
-
+    sets = DisjointSets(len(records))
     first_of_patient: dict[str, int] = {}
     for i, record in enumerate(records):
-        union(i, first_of_patient.setdefault(record.patient, i))
+        sets.union(i, first_of_patient.setdefault(record.patient, i))
     array = np.array(hashes, dtype=np.uint64)
     for i, hash_ in enumerate(array[:-1]):
         for j in np.nonzero(hamming_distances(int(hash_), array[i + 1 :]) <= max_bits)[0]:
-            union(i, i + 1 + int(j))
-    return [find(i) for i in range(len(records))]
+            sets.union(i, i + 1 + int(j))
+    return sets.roots()
 
 
 def assign_splits(
