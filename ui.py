@@ -1,13 +1,15 @@
 """Streamlit helpers shared by the app's pages (the covidnet package itself never imports streamlit).
 
 Models are cached once per process (``st.cache_resource``) and shared by every browser session;
-analyses are cached per (file hash, backbone, CAM method, target) with a bound.
+analyses are cached per (file hash, backbone, CAM method, target) with a bound, and a session keeps its last
+Batch table, so that a rerun does not analyse the same files again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -15,6 +17,10 @@ import covidnet
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
 from covidnet.notices import ScanWarning, WarningCode
+from covidnet.scoring.pipeline import score_blocks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DISCLAIMER = (
     "**Research and teaching demo — not a medical device.** CovidNet must not be used to diagnose, treat or "
@@ -22,6 +28,7 @@ DISCLAIMER = (
 )
 UPLOAD_HELP = "PNG, JPEG, BMP, TIFF, GIF, WebP or DICOM. Files stay in memory and are never stored."
 ANALYSIS_CACHE_ENTRIES = 64
+BATCH_SIZE = 16  # scans per forward pass on the Batch page (the progress bar moves once per batch)
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -121,3 +128,27 @@ def table_row(result: Analysis) -> dict:
         "not_chest_xray": result.flagged,
         "warnings": "; ".join(w["message"] for w in record["warnings"]),
     }
+
+
+def batch_table(files: list[tuple[str, bytes]], backbones: list[str]) -> pd.DataFrame:
+    """One row per file and backbone (or one error row per unreadable file), scored in batches by the CLI's
+    pipeline with a progress bar; the session keeps the last table, so a rerun with the same files and backbones
+    shows it again instead of analysing them again."""
+    import pandas as pd  # only the Batch page needs it (the app's other pages stay lighter)
+
+    key = (tuple((name, file_hash(data)) for name, data in files), tuple(backbones))
+    kept = st.session_state.get("batch-table")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    rows, done = [], 0
+    progress = st.progress(0.0, text="Analysing…")
+    for block in score_blocks(files, [shared_model(b) for b in backbones], batch_size=BATCH_SIZE):
+        rows += [
+            {"scan": r.scan, **table_row(r.analysis)} if r.analysis else {"scan": r.scan, "error": r.error}
+            for r in block.results
+        ]
+        done += block.scans
+        progress.progress(done / len(files), text=f"{done} of {len(files)} scans")
+    table = pd.DataFrame(rows)
+    st.session_state["batch-table"] = (key, table)
+    return table

@@ -1,17 +1,20 @@
-"""CovidNet's CPU benchmarks: `python benchmarks/run.py [--out benchmarks/results.json]`.
+"""CovidNet's CPU benchmarks: `python benchmarks/run.py [--only SECTION ...] [--out benchmarks/results.json]`.
 
 Medians over repeated runs after a warm-up; every ratio is against a baseline measured in the same run:
 - per backbone: ``predict`` and ``analyze`` on one scan next to one plain forward and one forward+backward of
   the same torchvision network at the same input size;
 - the Compare page's work (every backbone on one scan);
-- ``covidnet predict`` throughput over 100 scans, with and without heatmaps;
+- ``covidnet predict`` throughput over 100 scans, with and without heatmaps, batched and one scan at a time;
+- batched scoring (in-process, models loaded) per backbone against the model alone at the same batch size, and
+  against resnet18's one-scan-at-a-time path (batch size 1), with and without heatmaps;
 - cold start (process start → first analysis) and the RSS that loading every backbone adds (the app server's
   own memory is measured by benchmarks/app_memory.py);
 - the "seed-style" request of typical demos (model loaded per request, one pass for the probabilities and
   another for Grad-CAM) against ours.
 
 Uses the trained weights in weights/ (or $COVIDNET_WEIGHTS); with none, seeded random weights of the
-registry's input sizes, which time the same computation.
+registry's input sizes, which time the same computation. ``--only`` measures the named sections and keeps the
+others' results in the output file; each section records the load average around it (the machine is shared).
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ import covidnet
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
 from covidnet.models.registry import build_model, cam_layer, get_spec
+from covidnet.scoring.pipeline import DEFAULT_BATCH_SIZE, score_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cxr"
 REPEATS, WARMUP = 20, 2
+SCORING_SCANS, SCORING_REPEATS = 96, 5
 
 
 def medians(works: dict[str, Callable[[], object]], repeats: int = REPEATS, warmup: int = WARMUP) -> dict[str, float]:
@@ -142,7 +147,14 @@ def cli_throughput(weights: Path, paths: list[Path]) -> dict:
     for k, path in enumerate(paths):
         shutil.copy(path, folder / f"{k:03d}{path.suffix}")
     results = {}
-    for label, extra in (("without_heatmaps", []), ("with_heatmaps", ["--heatmaps", str(folder / "heatmaps")])):
+    heatmaps = ["--heatmaps", str(folder / "heatmaps")]
+    variants = {
+        "without_heatmaps": [],
+        "with_heatmaps": heatmaps,
+        "one_at_a_time": ["--batch-size", "1"],
+        "one_at_a_time_with_heatmaps": ["--batch-size", "1", *heatmaps],
+    }
+    for label, extra in variants.items():
         command = [sys.executable, "-m", "covidnet", "--weights-dir", str(weights), "predict", str(folder),
                    "--backbone", "resnet18", "--json", *extra]  # fmt: skip
         seconds = median_seconds(lambda c=command: subprocess.run(c, capture_output=True, check=True), repeats=3,
@@ -150,6 +162,63 @@ def cli_throughput(weights: Path, paths: list[Path]) -> dict:
         results[label] = {"scans": len(paths), "seconds": seconds, "scans_per_second": len(paths) / seconds}
     shutil.rmtree(folder)
     return results
+
+
+def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+    """Scans per second of batched scoring (read, prepare, forward, gate, rows; in-process, models loaded) next to
+    the model alone on the same scans already prepared, at the same batch size: "model" is the predictor's forward
+    passes (its network, and the gate's stages: for densenet121 and vgg11_bn a resnet18 pass that stops after
+    layer3, since they share its gate), "network" the network's forward alone. With heatmaps, next to the
+    analysis alone (forward, backward, CAM, gate) and with every overlay PNG written. For resnet18 also batch size
+    1, the one-scan-at-a-time path of `covidnet predict` before batching."""
+    items = [(str(p), p) for p in paths]
+    folder = Path(tempfile.mkdtemp(prefix="covidnet-heatmaps-"))
+    rows = {}
+    for name in covidnet.trained_backbones(weights):
+        model = covidnet.load(name, weights_dir=weights)
+        scans = [covidnet.read_scan(p) for p in paths]
+        prepared = [model.prepare(scan) for scan in scans]
+        batches = torch.stack([p.tensor for p in prepared]).split(batch_size)
+
+        def model_only(model=model, batches=batches):
+            for batch in batches:
+                model.forward_tensor(batch)
+
+        def network_only(model=model, batches=batches):
+            with torch.inference_mode():
+                for batch in batches:
+                    model.model(batch)
+
+        def analysis_only(model=model, scans=scans, prepared=prepared):
+            for k in range(0, len(scans), batch_size):
+                model.analyze_batch(scans[k : k + batch_size], cam="gradcam", prepared=prepared[k : k + batch_size])
+
+        def scoring(size=batch_size, model=model, heatmaps=None):
+            for _ in score_blocks(items, [model], batch_size=size, heatmaps=heatmaps):
+                pass
+
+        works = {
+            "network": network_only,
+            "model": model_only,
+            "scoring": scoring,
+            "analysis_with_cam": analysis_only,
+            "scoring_with_heatmaps": lambda scoring=scoring: scoring(heatmaps=folder),
+        }
+        if name == "resnet18":
+            works["one_at_a_time"] = lambda scoring=scoring: scoring(size=1)
+            works["one_at_a_time_with_heatmaps"] = lambda scoring=scoring: scoring(size=1, heatmaps=folder)
+        seconds = medians(works, repeats=SCORING_REPEATS, warmup=1)
+        row = {f"{work}_scans_per_second": len(paths) / t for work, t in seconds.items()}
+        row["scoring_over_model"] = seconds["model"] / seconds["scoring"]
+        row["heatmaps_over_analysis"] = seconds["analysis_with_cam"] / seconds["scoring_with_heatmaps"]
+        if name == "resnet18":
+            row["speedup_over_one_at_a_time"] = seconds["one_at_a_time"] / seconds["scoring"]
+            row["heatmaps_speedup_over_one_at_a_time"] = (
+                seconds["one_at_a_time_with_heatmaps"] / seconds["scoring_with_heatmaps"]
+            )
+        rows[name] = row
+    shutil.rmtree(folder)
+    return {"scans": len(paths), "batch_size": batch_size, "repeats": SCORING_REPEATS, "backbones": rows}
 
 
 PROBE = """
@@ -185,34 +254,86 @@ def cold_start_and_memory(weights: Path, scan_path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="measure these sections, keep the others")
     args = parser.parse_args()
     weights, weights_note = weights_folder()
     paths = scans(100)
-    result = {
+    sections = {
+        "per_backbone": lambda: per_backbone(weights, paths[0]),
+        "compare_page": lambda: compare_page(weights, paths[0]),
+        "cli_throughput": lambda: cli_throughput(weights, paths),
+        "scoring": lambda: scoring_throughput(weights, scans(SCORING_SCANS)),
+        "process": lambda: cold_start_and_memory(weights, paths[0]),
+    }
+    result = json.loads(args.out.read_text()) if args.only and args.out.exists() else {}
+    result |= {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         "weights": weights_note,
         "repeats": REPEATS,
-        "per_backbone": per_backbone(weights, paths[0]),
-        "compare_page": compare_page(weights, paths[0]),
-        "cli_throughput": cli_throughput(weights, paths),
-        "process": cold_start_and_memory(weights, paths[0]),
     }
+    loads = result.setdefault("load_average", {})  # 1-minute load average before and after each section
+    for name in args.only or SECTIONS:
+        before = os.getloadavg()[0]
+        result[name] = sections[name]()
+        loads[name] = [before, os.getloadavg()[0]]
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{result['machine']}; {weights_note}; medians of {REPEATS} runs (ms)")
+    print(f"{result['machine']}; {weights_note}")
+    for name in args.only or SECTIONS:
+        REPORTS[name](result[name])
+        print(f"  (load average {loads[name][0]:.1f} before, {loads[name][1]:.1f} after)")
+    print(f"wrote {args.out}")
+
+
+def report_per_backbone(rows: dict) -> None:
+    print(f"medians of {REPEATS} runs (ms)")
     print(f"{'backbone':<12} {'forward':>8} {'fwd+bwd':>8} {'predict':>8} {'analyze':>8} {'pred/fwd':>9} "
           f"{'ana/f+b':>8} {'seed-style':>10} {'speed-up':>9}")  # fmt: skip
-    for name, r in result["per_backbone"].items():
+    for name, r in rows.items():
         print(f"{name:<12} {r['forward'] * 1e3:8.1f} {r['forward_backward'] * 1e3:8.1f} {r['predict'] * 1e3:8.1f} "
               f"{r['analyze'] * 1e3:8.1f} {r['predict_over_forward']:9.2f} {r['analyze_over_forward_backward']:8.2f} "
               f"{r['seed_style_request'] * 1e3:10.1f} {r['speedup_over_seed_style']:8.1f}x")  # fmt: skip
-    c, t, p = result["compare_page"], result["cli_throughput"], result["process"]
+
+
+def report_scoring(s: dict) -> None:
+    print(f"batched scoring, {s['scans']} scans, batch size {s['batch_size']}, medians of {s['repeats']} rounds "
+          "(scans/s)")  # fmt: skip
+    for name, r in s["backbones"].items():
+        line = (f"{name:<12} network {r['network_scans_per_second']:6.1f}  model {r['model_scans_per_second']:6.1f}  "
+                f"scoring {r['scoring_scans_per_second']:6.1f} "
+                f"({r['scoring_over_model']:.2f} of model)  analysis+CAM {r['analysis_with_cam_scans_per_second']:6.1f}"
+                f"  with heatmaps {r['scoring_with_heatmaps_scans_per_second']:6.1f} "
+                f"({r['heatmaps_over_analysis']:.2f})")  # fmt: skip
+        if "one_at_a_time_scans_per_second" in r:
+            line += (f"  one at a time {r['one_at_a_time_scans_per_second']:.1f} "
+                     f"({r['speedup_over_one_at_a_time']:.1f}x), with heatmaps "
+                     f"{r['one_at_a_time_with_heatmaps_scans_per_second']:.1f} "
+                     f"({r['heatmaps_speedup_over_one_at_a_time']:.1f}x)")  # fmt: skip
+        print(line)
+
+
+def report_cli(t: dict) -> None:
+    print("covidnet predict, 100 scans (scans/s): " + ", ".join(
+        f"{label} {v['scans_per_second']:.1f}" for label, v in t.items()))  # fmt: skip
+
+
+def report_compare(c: dict) -> None:
     print(f"compare page ({c['backbones']} backbones, one scan): {c['seconds'] * 1e3:.0f} ms")
-    print(f"covidnet predict, 100 scans: {t['without_heatmaps']['scans_per_second']:.1f} scans/s, "
-          f"{t['with_heatmaps']['scans_per_second']:.1f} scans/s with heatmaps")  # fmt: skip
+
+
+def report_process(p: dict) -> None:
     print(f"cold start: {p['cold_start_seconds']:.2f} s; RSS import {p['import_rss_mb']:.0f} MB, "
           f"+{p['rss_increase_mb']:.0f} MB with every backbone loaded and run")  # fmt: skip
-    print(f"wrote {args.out}")
+
+
+SECTIONS = ("per_backbone", "compare_page", "cli_throughput", "scoring", "process")
+REPORTS = {
+    "per_backbone": report_per_backbone,
+    "compare_page": report_compare,
+    "cli_throughput": report_cli,
+    "scoring": report_scoring,
+    "process": report_process,
+}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ A research and teaching demo, not a medical device.
     >>> model = covidnet.load("resnet18")
     >>> result = model.analyze("scan.png")
     >>> result.probabilities, result.heatmap.shape
+    >>> rows = list(covidnet.score("scans/", backbones=["resnet18"]))  # batched, one row per scan and backbone
 """
 
 from covidnet.classes import CLASSES, display_name
@@ -25,6 +26,7 @@ from covidnet.models.checkpoints import trained_backbones
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import backbones
 from covidnet.notices import ScanWarning, WarningCode
+from covidnet.scoring import score
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,7 @@ __all__ = [
     "ensemble",
     "load",
     "read_scan",
+    "score",
     "segment_lungs",
     "trained_backbones",
 ]

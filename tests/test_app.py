@@ -116,6 +116,23 @@ def test_batch_gives_one_row_per_scan_and_backbone_and_keeps_going_past_errors(w
     assert len(at.get("download_button")) == 1
 
 
+def test_batch_scores_files_once_across_reruns_on_the_clis_batched_path(with_weights, real_scans, monkeypatch):
+    import ui
+
+    batches = []
+    original = ui.score_blocks
+    monkeypatch.setattr(ui, "score_blocks", lambda *a, **k: (batches.append(k["batch_size"]), original(*a, **k))[1])
+    at = upload(page(PAGES[2]), *[(p.name, p.read_bytes()) for p in real_scans])
+    first = at.dataframe[0].value
+    at.run()  # any rerun, e.g. after the download
+    assert batches == [ui.BATCH_SIZE] and at.dataframe[0].value.equals(first)
+    rows = covidnet.score(real_scans, backbones=covidnet.backbones(), weights_dir=with_weights)
+    for cells, row in zip(first.to_dict("records"), rows, strict=True):
+        assert (cells["scan"], cells["backbone"]) == (Path(row["scan"]).name, row["backbone"])
+        shown = [cells[f"p_{c}"] for c in covidnet.CLASSES]
+        assert shown == pytest.approx([row["probabilities"][c] for c in covidnet.CLASSES], abs=1e-4)
+
+
 def test_model_card_renders_reports_with_charts(with_weights):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 90)

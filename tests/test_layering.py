@@ -1,5 +1,5 @@
-"""The package's layering: the library never imports Streamlit (or grad-cam's heavy dependencies), and no
-module imports from a layer above its own."""
+"""The package's layering: the library never imports Streamlit, grad-cam's heavy dependencies or Ray (scoring
+imports Ray and pyarrow only inside the functions that need them), and no module imports from a layer above its own."""
 
 from __future__ import annotations
 
@@ -10,25 +10,36 @@ from pathlib import Path
 
 import pytest
 
+HEAVY = ("streamlit", "pytorch_grad_cam", "cv2", "matplotlib", "ray")  # never imported by the package
 PACKAGE = Path(__file__).resolve().parents[1] / "covidnet"
 # Each folder may import from the ones listed (and from the top-level modules: classes, errors, notices).
 ALLOWED = {
     "io": {"models"},
     "models": set(),
     "inference": {"io", "models"},
+    "scoring": {"io", "models", "inference"},
     "lungs": {"io", "models"},
     "training": {"io", "models", "inference", "assessment"},
     "assessment": {"io", "models", "inference", "training"},
-    "cli": {"io", "models", "inference", "training", "assessment", "lungs"},
+    "cli": {"io", "models", "inference", "scoring", "training", "assessment", "lungs"},
 }
 
 
-def test_importing_every_covidnet_module_imports_no_streamlit_and_no_grad_cam():
+def test_importing_every_covidnet_module_imports_no_streamlit_no_grad_cam_and_no_ray():
     code = (
         "import importlib, pkgutil, sys, covidnet\n"
         "for m in pkgutil.walk_packages(covidnet.__path__, 'covidnet.'):\n"
         "    if m.name != 'covidnet.__main__': importlib.import_module(m.name)\n"
-        "print(sorted(n for n in ('streamlit', 'pytorch_grad_cam', 'cv2', 'matplotlib') if n in sys.modules))"
+        f"print(sorted(n for n in {HEAVY} if n in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_importing_covidnet_and_its_scoring_commands_imports_no_pyarrow_or_pandas():
+    code = (
+        "import sys, covidnet, covidnet.cli.predict, covidnet.scoring.ray_engine\n"
+        "print(sorted(n for n in ('ray', 'pyarrow', 'pandas') if n in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -102,10 +102,15 @@ class ClassActivationMap:
         self.method = method
         self.needs_gradients = method not in GRADIENT_FREE
 
-    def __call__(self, activations: torch.Tensor, score: torch.Tensor | None) -> np.ndarray:
-        """The [0, 1] grid for the first image of ``activations``; ``score`` is the explained class's logit."""
-        gradients = torch.autograd.grad(score, activations)[0][0] if self.needs_gradients else None
-        return cam_grid(self.method, activations.detach()[0], gradients)
+    def __call__(self, activations: torch.Tensor, scores: torch.Tensor | None) -> list[np.ndarray]:
+        """The [0, 1] grid of each image of ``activations``; ``scores`` are the explained classes' logits, one
+        per image. One backward pass of their sum gives every image its own gradients: in an evaluating
+        model the images of a batch do not interact."""
+        gradients = torch.autograd.grad(scores.sum(), activations)[0] if self.needs_gradients else None
+        return [
+            cam_grid(self.method, a, None if gradients is None else gradients[k])
+            for k, a in enumerate(activations.detach())
+        ]
 
 
 def _jet() -> np.ndarray:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +23,7 @@ from covidnet.inference.cam import ClassActivationMap
 from covidnet.inference.features import FeatureTap
 from covidnet.inference.gate import Gate, load_gate
 from covidnet.inference.results import Analysis
-from covidnet.io.preprocessing import build_transform, same_preprocessing
+from covidnet.io.preprocessing import Geometry, build_transform, same_preprocessing
 from covidnet.io.reading import Scan, ScanSource, read_scan
 from covidnet.models.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.models.metadata import CheckpointMetadata
@@ -34,6 +36,14 @@ class Outputs(NamedTuple):
     logits: torch.Tensor
     features: torch.Tensor  # the head's input
     stages: list[torch.Tensor]  # statistics of the gate's stages, in registry order
+
+
+class Prepared(NamedTuple):
+    """A scan made ready for a model: its input tensor (channels, size, size) and the geometry that maps a
+    heatmap over that input back onto the scan's display image."""
+
+    tensor: torch.Tensor
+    geometry: Geometry
 
 
 class Predictor:
@@ -86,9 +96,14 @@ class Predictor:
     def backbone(self) -> str:
         return self.meta.backbone
 
+    def prepare(self, scan: Scan) -> Prepared:
+        """The one way a scan becomes this model's input (``tensor``, ``analyze`` and batched scoring use it);
+        safe to call from several threads at once."""
+        return Prepared(*self.preprocessing.prepare(scan.image))
+
     def tensor(self, scan: Scan) -> torch.Tensor:
         """The model input for ``scan``: a batch of one."""
-        return self.preprocessing(scan.image).unsqueeze(0)
+        return self.prepare(scan).tensor.unsqueeze(0)
 
     def probabilities(self, logits: torch.Tensor) -> list[dict[str, float]]:
         """Calibrated class probabilities, one dict per row of ``logits``."""
@@ -132,40 +147,59 @@ class Predictor:
         """Probabilities, gate warnings and a heatmap for the target class (default: the prediction),
         from one forward and one backward pass (one forward pass for ``cam=None``, no heatmap, and for the
         gradient-free "eigencam")."""
+        return self.analyze_batch([_as_scan(scan)], cam=cam, target=target)[0]
+
+    def analyze_batch(
+        self,
+        scans: Sequence[Scan],
+        *,
+        cam: str | None = "gradcam",
+        target: str | None = None,
+        prepared: Sequence[Prepared] | None = None,
+    ) -> list[Analysis]:
+        """``analyze`` for many scans at once: one forward (and one backward) pass over the batch, the gate on
+        the batch. ``prepared`` are the scans' ``prepare`` results when they were made ahead (e.g. by reading
+        threads); each analysis equals ``analyze`` of its scan alone, to float tolerance."""
         started = time.perf_counter()
-        scan = _as_scan(scan)
         explainer = ClassActivationMap(cam) if cam is not None else None
         if target is not None and target not in self.meta.classes:
             raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.meta.classes)}.")
-        x, geometry = self.preprocessing.prepare(scan.image)
-        x = x.unsqueeze(0)
+        prepared = prepared if prepared is not None else [self.prepare(scan) for scan in scans]
+        x = torch.stack([p.tensor for p in prepared])
         backward = explainer is not None and explainer.needs_gradients
         stages = self.gate.fitted
-        grid = None
+        grids: list[np.ndarray | None] = [None] * len(scans)
         with (
             torch.enable_grad() if backward else torch.inference_mode(),
             self.tap.capture(stages=stages and self.gatekeeper is None) as captured,
         ):
             logits = self.model(x)
             if explainer is not None:
-                index = self.meta.classes.index(target) if target else int(logits[0].argmax())
-                grid = explainer(captured.activations, logits[0, index] if backward else None)
-        probabilities = self.probabilities(logits)[0]
-        prediction = max(probabilities, key=probabilities.get)
-        warnings = self.gate.check([scan], self._stages(captured, x, stages))[0]
-        return Analysis(
-            backbone=self.backbone,
-            probabilities=probabilities,
-            prediction=prediction,
-            target=target or prediction,
-            heatmap=geometry.to_image(grid) if grid is not None else None,
-            grid=grid,
-            image=scan.image,
-            cam=cam,
-            seconds=time.perf_counter() - started,
-            warnings=[*scan.warnings, *warnings],
-            uncertain_below=self.meta.metrics.get("uncertain_below"),
-        )
+                explained = torch.full((len(scans),), self.meta.classes.index(target)) if target else logits.argmax(1)
+                scores = logits.gather(1, explained[:, None])[:, 0] if backward else None
+                grids = explainer(captured.activations, scores)
+        probabilities = self.probabilities(logits)
+        warnings = self.gate.check(scans, self._stages(captured, x, stages))
+        seconds = (time.perf_counter() - started) / len(scans)
+        analyses = []
+        for scan, ready, probs, grid, flags in zip(scans, prepared, probabilities, grids, warnings, strict=True):
+            prediction = max(probs, key=probs.get)
+            analyses.append(
+                Analysis(
+                    backbone=self.backbone,
+                    probabilities=probs,
+                    prediction=prediction,
+                    target=target or prediction,
+                    heatmap=ready.geometry.to_image(grid) if grid is not None else None,
+                    grid=grid,
+                    image=scan.image,
+                    cam=cam,
+                    seconds=seconds,
+                    warnings=[*scan.warnings, *flags],
+                    uncertain_below=self.meta.metrics.get("uncertain_below"),
+                )
+            )
+        return analyses
 
     def _stages(self, captured, batch: torch.Tensor, wanted: bool) -> list[torch.Tensor]:
         """The gate's stage statistics for this pass: recorded by our tap, or from the gatekeeper."""
