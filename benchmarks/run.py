@@ -147,7 +147,7 @@ def cli_throughput(weights: Path, paths: list[Path]) -> dict:
     for k, path in enumerate(paths):
         shutil.copy(path, folder / f"{k:03d}{path.suffix}")
     results = {}
-    heatmaps = ["--heatmaps", str(folder / "heatmaps")]
+    heatmaps = ["--heatmaps", str(folder.with_name(folder.name + "-heatmaps"))]  # outside the folder it scores
     variants = {
         "without_heatmaps": [],
         "with_heatmaps": heatmaps,
@@ -161,6 +161,7 @@ def cli_throughput(weights: Path, paths: list[Path]) -> dict:
                                  warmup=1)  # fmt: skip
         results[label] = {"scans": len(paths), "seconds": seconds, "scans_per_second": len(paths) / seconds}
     shutil.rmtree(folder)
+    shutil.rmtree(heatmaps[1])
     return results
 
 
@@ -277,7 +278,7 @@ def main() -> None:
         before = os.getloadavg()[0]
         result[name] = sections[name]()
         loads[name] = [before, os.getloadavg()[0]]
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        args.out.write_text(json.dumps(result, indent=2) + "\n")  # after each section: a later failure keeps it
     print(f"{result['machine']}; {weights_note}")
     for name in args.only or SECTIONS:
         REPORTS[name](result[name])

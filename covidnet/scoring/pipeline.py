@@ -31,6 +31,7 @@ from covidnet.scoring.rows import Scored, heatmap_path
 
 DEFAULT_BATCH_SIZE = 32
 AHEAD = 2  # batches read ahead of the one the models are running on
+PNG_COMPRESSION = 1  # zlib level of the overlay PNGs: several times faster than Pillow's default 6, files a bit larger
 Item = tuple[str, ScanSource]  # (the scan's name in the rows, where to read it from)
 
 
@@ -164,4 +165,4 @@ def _analyse(
 
 def _save_overlay(job: tuple[Analysis, Path]) -> None:
     analysis, path = job
-    analysis.overlay().save(path)
+    analysis.overlay().save(path, compress_level=PNG_COMPRESSION)

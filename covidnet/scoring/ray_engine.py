@@ -6,7 +6,7 @@
 results equal the local engine's. ``ray`` is imported only here (``pip install "covidnet[ray]"``).
 
 The pool is sized from the cluster's CPUs and leaves ``READ_CPUS`` to the read and write tasks: on a 2-CPU local
-Ray, a pool that held every CPU starved them and never finished.
+Ray, a pool that held every CPU (2 actors of one CPU) starved them and never finished.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from covidnet.scoring.pipeline import score_blocks
 from covidnet.scoring.rows import flat
 
 READ_CPUS = 1.0  # CPUs of the cluster left to Ray Data's read and write tasks
+MIN_ACTORS = 2
 
 
 class ScanScorer:
@@ -44,10 +45,11 @@ class ScanScorer:
 
 
 def pool_size(cluster_cpus: float, actors: int | None = None) -> tuple[int, float]:
-    """(actors, CPUs per actor) for a cluster with ``cluster_cpus``: ``actors`` (default: one per whole CPU) share
-    what the read tasks leave, at least half of the CPUs."""
+    """(actors, CPUs per actor) for a cluster with ``cluster_cpus``: ``actors`` share the CPUs the read tasks leave
+    (at least half of them). By default one actor per such CPU, and at least two, so that one actor reads its
+    batch while another runs its models (on 2 CPUs, 2 actors of half a CPU each beat 1 of one CPU)."""
     spare = max(cluster_cpus - READ_CPUS, cluster_cpus / 2)
-    count = actors or max(1, int(spare))
+    count = actors or max(MIN_ACTORS, int(spare))
     return count, spare / count
 
 
