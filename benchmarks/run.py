@@ -2,7 +2,8 @@
 
 Medians over repeated runs after a warm-up; every ratio is against a baseline measured in the same run:
 - per backbone: ``predict`` and ``analyze`` on one scan next to one plain forward and one forward+backward of
-  the same torchvision network at the same input size;
+  the same torchvision network at the same input size, and (with the lung segmenter installed, which ``analyze``
+  then runs too) next to the segmenter's own ``segment`` plus that forward+backward;
 - the Compare page's work (every backbone on one scan);
 - ``covidnet predict`` throughput over 100 scans, with and without heatmaps;
 - cold start (process start → first analysis) and the RSS that loading every backbone adds (the app server's
@@ -34,6 +35,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
+from covidnet.inference.predictor import installed_segmenter
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
 from covidnet.models.registry import build_model, cam_layer, get_spec
@@ -83,6 +85,8 @@ def scans(count: int) -> list[Path]:
 
 def per_backbone(weights: Path, scan_path: Path) -> dict:
     scan = covidnet.read_scan(scan_path)
+    segmenter = installed_segmenter(weights)
+    lungs = {"segment": lambda: segmenter.segment(scan.image)} if segmenter else {}
     rows = {}
     for name in covidnet.trained_backbones(weights):
         model = covidnet.load(name, weights_dir=weights)
@@ -105,10 +109,14 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
                 "predict": lambda m=model: m.predict(scan),
                 "analyze": lambda m=model: m.analyze(scan),
                 "seed_style_request": lambda n=name: seed_style_request(n, weights, scan_path),
+                **lungs,
             }
         )
         row["predict_over_forward"] = row["predict"] / row["forward"]
         row["analyze_over_forward_backward"] = row["analyze"] / row["forward_backward"]
+        if segmenter:  # analyze finds the lungs too: compare with the segmenter's and the network's own work
+            own_work = row["segment"] + row["forward_backward"]
+            row["analyze_over_segment_plus_forward_backward"] = row["analyze"] / own_work
         row["speedup_over_seed_style"] = row["seed_style_request"] / row["analyze"]
         rows[name] = row
     return rows

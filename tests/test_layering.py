@@ -15,10 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "covidnet"
 ALLOWED = {
     "io": {"models"},
     "models": set(),
-    "inference": {"io", "models"},
+    "inference": {"io", "models", "lungs"},
     "lungs": {"io", "models"},
-    "training": {"io", "models", "inference", "assessment"},
-    "assessment": {"io", "models", "inference", "training"},
+    "training": {"io", "models", "inference", "lungs", "assessment"},
+    "assessment": {"io", "models", "inference", "lungs", "training"},
     "cli": {"io", "models", "inference", "training", "assessment", "lungs"},
 }
 

@@ -56,6 +56,11 @@ def report_record(weights: Path, *, lungs_masked: float) -> dict:
             "accuracy": 0.95, "accuracy_lungs_masked": lungs_masked, "accuracy_top_and_corners_masked": 0.9,
             "majority_class_accuracy": 0.36, "source_probe": {"accuracy": 0.8, "majority_baseline": 0.4, "sources": []},
             "saliency_sanity": {"median_spearman": 0.1, "max_spearman": 0.2, "n": 3},
+        "accuracy_outside_lungs_masked": 0.5, "accuracy_on_those": 0.9, "lung_masked_n": 88,
+            "heatmap_in_lungs": {
+                k: {"n": 30, "median": 0.45, "share_above_half": 0.4, "lung_area_median": 0.3}
+                for k in ("all", "covid", "normal", "pneumonia")
+            },
         }  # fmt: skip
         backbones[name] = m
     return {"data": "synthetic", "n": 120, "backbones": backbones, "ensemble": {**summary, "members": []}}
