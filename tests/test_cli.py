@@ -79,7 +79,11 @@ def test_predict_all_backbones_prints_one_json_row_per_scan_and_backbone(weights
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["backbone"] for r in rows] == covidnet.backbones()
     for row in rows:
-        assert list(row) == ["scan", "backbone", "probabilities", "prediction", "uncertain", "warnings", "heatmap"]
+        assert list(row) == [
+            "scan", "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "lungs", "warnings",
+            "heatmap",
+        ]  # fmt: skip
+        assert row["lungs"]["plausible"] and row["heatmap_in_lungs"] is None  # no heatmap without --heatmaps
         assert set(row["probabilities"]) == set(covidnet.CLASSES)
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import covidnet
-from covidnet.assessment.shortcuts import heatmap_in_lungs_summary, mask_lungs, mask_outside_lungs
+from covidnet.assessment.shortcuts import heatmap_in_lungs_summary, mask_lungs, mask_outside_lungs, saliency_sanity
 from covidnet.errors import CheckpointError
 from covidnet.inference.cam import OUTLINE_RGB, mass_inside
 from covidnet.inference.gate import Gate, looks_lateral
@@ -182,3 +182,9 @@ def test_heatmap_in_lungs_is_summarised_per_class():
     assert summary["all"]["n"] == 4 and summary["all"]["median"] == pytest.approx(0.5)
     assert summary["all"]["share_above_half"] == 0.5 and summary["covid"]["median"] == pytest.approx(0.4)
     assert summary["normal"]["share_above_half"] == 1.0 and summary["all"]["lung_area_median"] == pytest.approx(0.3)
+
+
+def test_the_saliency_check_randomises_a_crop_model_and_keeps_feeding_it_crops(crop_weights, real_scans):
+    model = covidnet.Predictor.from_checkpoint("resnet18", crop_weights)
+    result = saliency_sanity(model, [covidnet.read_scan(real_scans[1])])
+    assert result["n"] == 1 and -1 <= result["median_spearman"] <= 1

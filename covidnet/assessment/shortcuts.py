@@ -108,7 +108,9 @@ def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -
     """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers from the explained
     one onwards are re-initialised (cascading randomisation); for a parameter-free explained layer, from the start
     of the stage that computes it, so that the explained activations themselves are randomised."""
-    randomised = Predictor(_reinitialised_from_cam_layer(predictor, seed), predictor.meta, hand_over=True)
+    randomised = Predictor(
+        _reinitialised_from_cam_layer(predictor, seed), predictor.meta, segmenter=predictor.segmenter, hand_over=True
+    )
     correlations = []
     for scan in scans:
         trained = predictor.analyze(scan).heatmap

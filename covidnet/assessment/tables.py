@@ -86,9 +86,10 @@ def heatmap_in_lungs_table(reports: dict[str, EvaluationReport]) -> str:
     """Median share of each Grad-CAM heatmap's mass inside the lungs, and the share of heatmaps with more than half
     of it there, per data set, backbone and true class."""
     classes = list(CLASSES)
+    above = f"median (share > {IN_LUNGS_ALARM:.0%})"
     lines = [
-        "| data | model | n | all: median (share > 50%) | "
-        + " | ".join(f"{c}: median (share > 50%)" for c in classes)
+        f"| data | model | n | all: {above} | "
+        + " | ".join(f"{c}: {above}" for c in classes)
         + " | lung area (median) |",
         "|---|---|---|---|" + "---|" * (len(classes) + 1),
     ]
