@@ -16,7 +16,7 @@ import streamlit as st
 import covidnet
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
-from covidnet.notices import ScanWarning, WarningCode
+from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def scan_input(key: str) -> tuple[bytes, str] | None:
 
 def gate_passed(warnings: list[ScanWarning], key: str) -> bool:
     """False when the gate flagged the scan and the user has not asked to see the probabilities anyway."""
-    flagged = [w.message for w in warnings if w.code == WarningCode.NOT_CHEST_XRAY]
+    flagged = [w.message for w in warnings if w.code in GATE_CODES]
     if not flagged:
         return True
     st.error(flagged[0])
@@ -111,9 +111,22 @@ def report_json(name: str, result: Analysis, meta: covidnet.CheckpointMetadata) 
 
 
 def other_warnings(warnings: list[ScanWarning]) -> None:
-    """Show every warning except the gate's (``gate_passed`` shows that one)."""
+    """Show every warning except the gate's (``gate_passed`` shows that one) and the heatmap's (``lung_share``)."""
     for warning in warnings:
-        if warning.code != WarningCode.NOT_CHEST_XRAY:
+        if warning.code not in GATE_CODES and warning.code != WarningCode.HEATMAP_OUTSIDE_LUNGS:
+            st.warning(warning.message)
+
+
+def lung_share(result: Analysis) -> None:
+    """Under a heatmap: how much of it lies inside the lungs, and the alarm when most of it lies outside."""
+    if result.lungs is None:
+        st.caption("No lung segmenter is installed, so the heatmap is not measured against the lungs.")
+    elif result.heatmap_in_lungs is None:
+        st.caption("No lung fields were found on this image, so the heatmap is not measured against them.")
+    else:
+        st.caption(f"{result.heatmap_in_lungs:.0%} of the heatmap is inside the lungs.")
+    for warning in result.warnings:
+        if warning.code == WarningCode.HEATMAP_OUTSIDE_LUNGS:
             st.warning(warning.message)
 
 

@@ -2,7 +2,8 @@
 
 Medians over repeated runs after a warm-up; every ratio is against a baseline measured in the same run:
 - per backbone: ``predict`` and ``analyze`` on one scan next to one plain forward and one forward+backward of
-  the same torchvision network at the same input size;
+  the same torchvision network at the same input size, and (with the lung segmenter installed, which ``analyze``
+  then runs too) next to the segmenter's own ``segment`` plus that forward+backward;
 - the Compare page's work (every backbone on one scan);
 - ``covidnet predict`` throughput over 100 scans, with and without heatmaps, batched and one scan at a time;
 - batched scoring (in-process, models loaded) per backbone against the model alone at the same batch size, and
@@ -37,6 +38,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
+from covidnet.inference.predictor import installed_segmenter
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
 from covidnet.models.registry import build_model, cam_layer, get_spec
@@ -88,6 +90,8 @@ def scans(count: int) -> list[Path]:
 
 def per_backbone(weights: Path, scan_path: Path) -> dict:
     scan = covidnet.read_scan(scan_path)
+    segmenter = installed_segmenter(weights)
+    lungs = {"segment": lambda: segmenter.segment(scan.image)} if segmenter else {}
     rows = {}
     for name in covidnet.trained_backbones(weights):
         model = covidnet.load(name, weights_dir=weights)
@@ -110,10 +114,14 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
                 "predict": lambda m=model: m.predict(scan),
                 "analyze": lambda m=model: m.analyze(scan),
                 "seed_style_request": lambda n=name: seed_style_request(n, weights, scan_path),
+                **lungs,
             }
         )
         row["predict_over_forward"] = row["predict"] / row["forward"]
         row["analyze_over_forward_backward"] = row["analyze"] / row["forward_backward"]
+        if segmenter:  # analyze finds the lungs too: compare with the segmenter's and the network's own work
+            own_work = row["segment"] + row["forward_backward"]
+            row["analyze_over_segment_plus_forward_backward"] = row["analyze"] / own_work
         row["speedup_over_seed_style"] = row["seed_style_request"] / row["analyze"]
         rows[name] = row
     return rows
@@ -166,29 +174,39 @@ def cli_throughput(weights: Path, paths: list[Path]) -> dict:
 
 
 def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
-    """Scans per second of batched scoring (read, prepare, forward, gate, rows; in-process, models loaded) next to
-    the model alone on the same scans already prepared, at the same batch size: "model" is the predictor's forward
-    passes (its network, and the gate's stages: for densenet121 and vgg11_bn a resnet18 pass that stops after
-    layer3, since they share its gate), "network" the network's forward alone. With heatmaps, next to the
-    analysis alone (forward, backward, CAM, gate) and with every overlay PNG written. For resnet18 also batch size
-    1, the one-scan-at-a-time path of `covidnet predict` before batching."""
+    """Scans per second of batched scoring (read, find the lungs, prepare, forward, gate, rows; in-process, models
+    loaded) next to the networks alone on the same scans already prepared, at the same batch size: "classifier" is
+    the predictor's forward passes (its network, and the gate's stages: for densenet121 and vgg11_bn a resnet18
+    pass that stops after layer3, since they share its gate), "model" that plus the lung segmenter's forward pass
+    (every analysis finds the lungs), "network" the classifier's network alone. With heatmaps, next to the analysis
+    alone (forward, backward, CAM, gate, lungs ready) and with every overlay PNG written. For resnet18 also batch
+    size 1, the one-scan-at-a-time path of `covidnet predict` before batching."""
     items = [(str(p), p) for p in paths]
     folder = Path(tempfile.mkdtemp(prefix="covidnet-heatmaps-"))
     rows = {}
     for name in covidnet.trained_backbones(weights):
         model = covidnet.load(name, weights_dir=weights)
         scans = [covidnet.read_scan(p) for p in paths]
-        prepared = [model.prepare(scan) for scan in scans]
+        prepared = [model.prepare(scan, model.find_lungs(scan)) for scan in scans]
         batches = torch.stack([p.tensor for p in prepared]).split(batch_size)
-
-        def model_only(model=model, batches=batches):
-            for batch in batches:
-                model.forward_tensor(batch)
+        segmenter = model.segmenter
+        lung_batches = (
+            [] if segmenter is None else torch.cat([segmenter.prepare(s.image) for s in scans]).split(batch_size)
+        )
 
         def network_only(model=model, batches=batches):
             with torch.inference_mode():
                 for batch in batches:
                     model.model(batch)
+
+        def classifier_only(model=model, batches=batches):
+            for batch in batches:
+                model.forward_tensor(batch)
+
+        def segmenter_only(segmenter=segmenter, lung_batches=lung_batches):
+            with torch.inference_mode():
+                for batch in lung_batches:
+                    segmenter.model(batch)
 
         def analysis_only(model=model, scans=scans, prepared=prepared):
             for k in range(0, len(scans), batch_size):
@@ -200,7 +218,8 @@ def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAU
 
         works = {
             "network": network_only,
-            "model": model_only,
+            "classifier": classifier_only,
+            "segmenter": segmenter_only,
             "scoring": scoring,
             "analysis_with_cam": analysis_only,
             "scoring_with_heatmaps": lambda scoring=scoring: scoring(heatmaps=folder),
@@ -209,8 +228,10 @@ def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAU
             works["one_at_a_time"] = lambda scoring=scoring: scoring(size=1)
             works["one_at_a_time_with_heatmaps"] = lambda scoring=scoring: scoring(size=1, heatmaps=folder)
         seconds = medians(works, repeats=SCORING_REPEATS, warmup=1)
+        seconds["model"] = seconds["classifier"] + seconds["segmenter"]
         row = {f"{work}_scans_per_second": len(paths) / t for work, t in seconds.items()}
         row["scoring_over_model"] = seconds["model"] / seconds["scoring"]
+        row["scoring_over_classifier"] = seconds["classifier"] / seconds["scoring"]
         row["heatmaps_over_analysis"] = seconds["analysis_with_cam"] / seconds["scoring_with_heatmaps"]
         if name == "resnet18":
             row["speedup_over_one_at_a_time"] = seconds["one_at_a_time"] / seconds["scoring"]
@@ -300,7 +321,9 @@ def report_scoring(s: dict) -> None:
     print(f"batched scoring, {s['scans']} scans, batch size {s['batch_size']}, medians of {s['repeats']} rounds "
           "(scans/s)")  # fmt: skip
     for name, r in s["backbones"].items():
-        line = (f"{name:<12} network {r['network_scans_per_second']:6.1f}  model {r['model_scans_per_second']:6.1f}  "
+        line = (f"{name:<12} network {r['network_scans_per_second']:6.1f}  classifier "
+                f"{r['classifier_scans_per_second']:6.1f}  segmenter {r['segmenter_scans_per_second']:6.1f}  model "
+                f"{r['model_scans_per_second']:6.1f}  "
                 f"scoring {r['scoring_scans_per_second']:6.1f} "
                 f"({r['scoring_over_model']:.2f} of model)  analysis+CAM {r['analysis_with_cam_scans_per_second']:6.1f}"
                 f"  with heatmaps {r['scoring_with_heatmaps_scans_per_second']:6.1f} "

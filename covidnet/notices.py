@@ -11,7 +11,14 @@ class WarningCode(StrEnum):
     """What a warning is about; the value is what JSON output and reports carry."""
 
     NOT_CHEST_XRAY = "not_chest_xray"  # the chest X-ray gate: the probabilities mean nothing for this image
+    LATERAL_VIEW = "lateral_view"  # a side view: the models know frontal views only, so the probabilities mean nothing
     FIRST_FRAME = "first_frame"  # a multi-frame file: only its first frame was analysed
+    HEATMAP_OUTSIDE_LUNGS = "heatmap_outside_lungs"  # less than half of the heatmap's mass lies inside the lungs
+    NOT_CROPPED = "not_cropped"  # a lung-crop model got the whole image, because no plausible lungs were found
+
+
+# The warnings that make an analysis's probabilities meaningless (the gate's verdicts).
+GATE_CODES = frozenset({WarningCode.NOT_CHEST_XRAY, WarningCode.LATERAL_VIEW})
 
 
 @dataclass(frozen=True)

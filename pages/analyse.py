@@ -16,6 +16,7 @@ with st.sidebar:
     backbone = st.selectbox("Backbone", names)
     cam = st.selectbox("Heatmap method", covidnet.cam_methods())
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05)
+    outline = st.toggle("Lung outline", value=True, help="Draw the border of the lungs the lung segmenter found")
     targets = {"The prediction": None} | {covidnet.display_name(c): c for c in covidnet.CLASSES}
     target = targets[st.selectbox("Heatmap explains", list(targets))]
 
@@ -54,8 +55,10 @@ left, right = st.columns(2)
 left.image(
     scan.image, caption=f"{name} ({scan.original_size[0]}×{scan.original_size[1]} {scan.format})", width="stretch"
 )
-drawn = result.overlay(opacity)
+drawn = result.overlay(opacity, lung_outline=outline)
 right.image(drawn, caption=f"{cam} for {covidnet.display_name(result.target)} ({backbone})", width="stretch")
+with right:
+    ui.lung_share(result)
 
 labels = [covidnet.display_name(c) for c in result.probabilities]
 figure = go.Figure(go.Bar(x=list(result.probabilities.values()), y=labels, orientation="h", texttemplate="%{x:.1%}"))

@@ -10,6 +10,7 @@ st.title("Compare backbones")
 ui.disclaimer()
 names = ui.require_trained()
 cam = st.sidebar.selectbox("Heatmap method", covidnet.cam_methods())
+outline = st.sidebar.toggle("Lung outline", value=True, help="Draw the border of the lungs the lung segmenter found")
 
 chosen = ui.scan_input("compare")
 if chosen is None:
@@ -40,7 +41,9 @@ labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
 for column, (backbone, result) in zip(st.columns(len(results)), results.items(), strict=True):
     with column:
         st.markdown(f"**{backbone}** — {covidnet.display_name(result.prediction)}")
-        st.image(result.overlay(), caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
+        drawn = result.overlay(lung_outline=outline)
+        st.image(drawn, caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
+        ui.lung_share(result)
         figure = go.Figure(go.Bar(x=labels, y=list(result.probabilities.values()), texttemplate="%{y:.0%}"))
         figure.update_layout(
             yaxis={"range": [0, 1], "tickformat": ".0%"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}

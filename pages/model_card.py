@@ -13,6 +13,8 @@ from covidnet.assessment.tables import (
     REPORT_TITLES,
     gate_breakdown_table,
     gate_table,
+    heatmap_in_lungs,
+    heatmap_in_lungs_table,
     results_table,
     shortcut_findings,
     shortcut_table,
@@ -92,6 +94,30 @@ st.header("Shortcut checks")
 st.markdown(shortcut_table(reports))
 for finding in shortcut_findings(reports):
     st.markdown(f"- {finding}")
+
+st.subheader("How much of each heatmap lies inside the lungs")
+in_lungs = heatmap_in_lungs(reports)
+if any(in_lungs.values()):
+    st.markdown(
+        "The share of each Grad-CAM heatmap's mass inside the lungs the lung segmenter found, per backbone: the "
+        "median over each test set's scans with plausible lungs. Below 50%, most of what drove "
+        "a prediction lies outside the lungs. The dotted line is the lungs' median share of the image, what a "
+        "heatmap spread evenly would score."
+    )
+    chart = go.Figure()
+    for title, per_model in in_lungs.items():
+        chart.add_bar(x=list(per_model), y=[g.median for g in per_model.values()], name=title, texttemplate="%{y:.0%}")
+    areas = [g.lung_area_median for per_model in in_lungs.values() for g in per_model.values() if g.lung_area_median]
+    if areas:
+        chart.add_hline(y=float(sorted(areas)[len(areas) // 2]), line_dash="dot", line_color="grey")
+    chart.add_hline(y=0.5, line_dash="dash", line_color="red")
+    chart.update_layout(
+        barmode="group", yaxis={"range": [0, 1], "tickformat": ".0%", "title": "median share in the lungs"}, height=360
+    )
+    st.plotly_chart(chart, width="stretch", key="heatmap-in-lungs")
+    st.markdown(heatmap_in_lungs_table(reports))
+else:
+    st.info("The reports hold no heatmap-in-lungs figures (they were made without the lung segmenter).")
 
 st.header("Chest X-ray gate")
 st.markdown(

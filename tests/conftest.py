@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 import covidnet
+from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import save_checkpoint
 from covidnet.models.registry import build_model
 
 CXR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 TEST_INPUT_SIZE = 128  # small inputs keep the suite fast; the real input sizes are in the registry
+SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 
 
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights folder with a randomly initialised (seeded) checkpoint for every backbone."""
+    """A weights folder with a randomly initialised (seeded) checkpoint for every backbone, and the shipped lung
+    segmenter."""
     folder = tmp_path_factory.mktemp("weights")
     for name in covidnet.backbones():
         torch.manual_seed(0)
         save_checkpoint(build_model(name), backbone=name, input_size=TEST_INPUT_SIZE, out_dir=folder)
+    for path in lungs_paths(SHIPPED):
+        shutil.copy(path, folder)
     return folder
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import covidnet
 from covidnet.assessment.metrics import summarise
+from covidnet.assessment.reports import SCHEMA_VERSION
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]
@@ -83,6 +85,14 @@ def test_analyse_shows_probabilities_and_heatmap_for_an_upload(with_weights, rea
     at.sidebar.selectbox[2].set_value("Pneumonia").run()
     assert not at.exception
     assert at.get("image")[1].captions == ["layercam for Pneumonia (densenet121)"]
+    assert re.search(r"\d+% of the heatmap is inside the lungs", texts(at))
+
+
+def test_the_lung_outline_can_be_switched_off(with_weights, real_scans):
+    at = upload(page(PAGES[0]), (real_scans[1].name, real_scans[1].read_bytes()))
+    outlined = at.get("image")[1].proto.imgs[0].url
+    at.sidebar.toggle[0].set_value(False).run()
+    assert not at.exception and at.get("image")[1].proto.imgs[0].url != outlined
 
 
 def test_analyse_shows_a_clear_error_for_a_file_that_is_not_a_scan(with_weights):
@@ -105,6 +115,7 @@ def test_compare_runs_every_backbone_side_by_side(with_weights, real_scans):
     assert len(at.get("plotly_chart")) == len(covidnet.backbones())
     for name in covidnet.backbones():
         assert f"**{name}**" in shown
+    assert len(re.findall(r"\d+% of the heatmap is inside the lungs", shown)) == len(covidnet.backbones())
 
 
 def test_batch_gives_one_row_per_scan_and_backbone_and_keeps_going_past_errors(with_weights, real_scans):
@@ -143,10 +154,16 @@ def test_model_card_renders_reports_with_charts(with_weights):
         "accuracy": 0.9, "accuracy_lungs_masked": 0.8, "accuracy_top_and_corners_masked": 0.88,
         "majority_class_accuracy": 0.4, "source_probe": {"accuracy": 0.9, "majority_baseline": 0.5, "sources": []},
         "saliency_sanity": {"median_spearman": 0.1, "max_spearman": 0.3, "n": 4},
+        "accuracy_outside_lungs_masked": 0.5, "accuracy_on_those": 0.9, "lung_masked_n": 88,
+        "heatmap_in_lungs": {
+            k: {"n": 30, "median": 0.45, "share_above_half": 0.4, "lung_area_median": 0.3}
+            for k in ("all", "covid", "normal", "pneumonia")
+        },
     }  # fmt: skip
     share = {"n": 90, "flagged": 3, "flagged_share": 3 / 90}
     metrics["gate"] = {**share, "fitted": True, "by_source": {"hospital/a": share}, "by_class": {"covid": share}}
     report = {
+        "schema_version": SCHEMA_VERSION,
         "data": "synthetic",
         "n": 90,
         "backbones": {"resnet18": metrics},
@@ -157,8 +174,10 @@ def test_model_card_renders_reports_with_charts(with_weights):
         (with_weights / "reports" / f"{name}.json").write_text(json.dumps(report))
     try:
         at = page(PAGES[3])
-        assert len(at.get("plotly_chart")) == 6
+        assert len(at.get("plotly_chart")) == 7
         assert "with the lungs blacked out" in texts(at)
+        assert "| External source (never trained on) | resnet18 | 30 | 0.45 (40%) |" in texts(at)
+        assert "only 45% of its mass inside the lungs" in texts(at)
         assert "| source hospital/a | 90 | 3.3% |" in texts(at)
         assert "gate has not been measured yet" in texts(at)
         at.selectbox[0].set_value("ensemble").run()

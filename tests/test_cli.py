@@ -79,7 +79,11 @@ def test_predict_all_backbones_prints_one_json_row_per_scan_and_backbone(weights
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["backbone"] for r in rows] == covidnet.backbones()
     for row in rows:
-        assert list(row) == ["scan", "backbone", "probabilities", "prediction", "uncertain", "warnings", "heatmap"]
+        assert list(row) == [
+            "scan", "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "lungs", "warnings",
+            "heatmap",
+        ]  # fmt: skip
+        assert row["lungs"]["plausible"] and row["heatmap_in_lungs"] is None  # no heatmap without --heatmaps
         assert set(row["probabilities"]) == set(covidnet.CLASSES)
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)
@@ -162,13 +166,19 @@ def test_gate_report_reads_one_subfolder_per_kind(weights_dir, real_scans, tmp_p
         (corpus / kind).mkdir(parents=True, exist_ok=True)
         image.save(corpus / kind / f"{name}.png")
     (corpus / "blank" / "notes.txt").write_text("not an image")
+    frontal = tmp_path / "frontal.csv"
+    rows = "".join(f"{p},{c}\n" for p, c in zip(real_scans, covidnet.CLASSES, strict=True))
+    frontal.write_text("path,label\n" + rows)
     out = tmp_path / "gate.json"
     result = covidnet_cli(
-        "gate-report", "--backbone", "resnet18", "--corpus", corpus, "--out", out, weights=weights_dir
-    )
+        "gate-report", "--backbone", "resnet18", "--corpus", corpus, "--frontal", frontal, "--out", out,
+        weights=weights_dir,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert list(report) == ["schema_version", "n", "kinds", "backbones", "command"]
+    assert list(report) == ["schema_version", "n", "kinds", "backbones", "command", "lung_check"]
+    assert report["lung_check"]["frontal"] == {"n": 3, "no_lung_fields": 0, "lateral_view": 0}
+    assert report["lung_check"]["corpus"]["n"] == 3 and report["lung_check"]["corpus"]["no_lung_fields"] == 3
     assert report["n"] == 3 and report["kinds"] == {"blank": 2, "colour noise": 1}
     entry = report["backbones"]["resnet18"]
     assert list(entry) == ["gate_fitted", "gate_of", "flagged_share", "flagged_share_by_kind"]

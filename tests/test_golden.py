@@ -17,6 +17,8 @@ from covidnet.io.samples import samples
 
 RECORDED = json.loads((Path(__file__).parent / "golden" / "outputs.json").read_text())
 PAIRS = sorted(RECORDED["analyses"])
+# Added after the recording, on purpose (the lungs issue): measured and tested in tests/test_lung_analysis.py.
+LUNG_NOTES = {covidnet.WarningCode.HEATMAP_OUTSIDE_LUNGS}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def test_probabilities_warnings_and_heatmaps_are_unchanged(pair, scans):
         analysis = model.analyze(scans[file], cam=cam)
         assert analysis.probabilities == pytest.approx(expected["probabilities"], abs=1e-6)
         assert analysis.prediction == expected["prediction"]
-        assert [(w.code.value, w.message) for w in analysis.warnings] == [
+        assert [(w.code.value, w.message) for w in analysis.warnings if w.code not in LUNG_NOTES] == [
             (w["code"], w["message"]) for w in expected["warnings"]
         ]
         np.testing.assert_allclose(analysis.grid, expected["grids"][cam], atol=1e-5)

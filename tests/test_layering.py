@@ -16,11 +16,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "covidnet"
 ALLOWED = {
     "io": {"models"},
     "models": set(),
-    "inference": {"io", "models"},
-    "scoring": {"io", "models", "inference"},
+    "inference": {"io", "models", "lungs"},
+    "scoring": {"io", "models", "lungs", "inference"},
     "lungs": {"io", "models"},
-    "training": {"io", "models", "inference", "assessment"},
-    "assessment": {"io", "models", "inference", "training"},
+    "training": {"io", "models", "inference", "lungs", "assessment"},
+    "assessment": {"io", "models", "inference", "lungs", "training"},
     "cli": {"io", "models", "inference", "scoring", "training", "assessment", "lungs"},
 }
 

@@ -31,9 +31,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def ray_installed() -> None:
     if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray is missing in CI: requirements-dev.txt installs it")
-        pytest.skip('Ray is not installed (pip install "covidnet[ray]")')
+        pytest.fail('Ray is missing: requirements-dev.txt installs it (pip install "covidnet[ray]")')
 
 
 def run_with_ray(*args: str | Path, timeout: float = RAY_TIMEOUT) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import tomllib
-from scan_files import dicom, ramp
+from scan_files import dicom
 from streamlit.testing.v1 import AppTest
 
 from covidnet.io.reading import MAX_FILE_BYTES
@@ -28,11 +28,17 @@ def app(weights_dir, monkeypatch):
     return at
 
 
-def test_dicom_patient_data_is_never_shown_or_logged(app, caplog, capsys):
+def xray_pixels(path: Path):
+    """A real chest X-ray as 12-bit pixels (a made-up ramp has no lungs, so the gate would hide the analysis)."""
     import numpy as np
+    from PIL import Image
 
+    return np.asarray(Image.open(path).convert("L"), dtype=np.uint16) * 16
+
+
+def test_dicom_patient_data_is_never_shown_or_logged(app, caplog, capsys, real_scans):
     caplog.set_level(logging.DEBUG)
-    app.file_uploader[0].set_value(("patient.dcm", dicom(ramp(np.uint16, 4095, 320, 320)), "application/dicom"))
+    app.file_uploader[0].set_value(("patient.dcm", dicom(xray_pixels(real_scans[1])), "application/dicom"))
     app.run()
     assert not app.exception
     shown = str([element.proto for element in app._tree.main.children.values()])
@@ -42,9 +48,8 @@ def test_dicom_patient_data_is_never_shown_or_logged(app, caplog, capsys):
         assert value not in shown and value not in caplog.text and value not in captured.out + captured.err
 
 
-def test_an_upload_is_analysed_without_writing_any_file(app, monkeypatch):
-    import numpy as np
-
+def test_an_upload_is_analysed_without_writing_any_file(app, monkeypatch, real_scans):
+    pixels = xray_pixels(real_scans[1])
     real_open = builtins.open
 
     def no_writes(file, mode="r", *args, **kwargs):
@@ -52,7 +57,7 @@ def test_an_upload_is_analysed_without_writing_any_file(app, monkeypatch):
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", no_writes)
-    app.file_uploader[0].set_value(("scan.dcm", dicom(ramp(np.uint16, 4095, 320, 320)), "application/dicom"))
+    app.file_uploader[0].set_value(("scan.dcm", dicom(pixels), "application/dicom"))
     app.run()
     assert not app.exception and app.get("plotly_chart")
 

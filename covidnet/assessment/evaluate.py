@@ -6,6 +6,8 @@ The report holds, per backbone and for the ensemble (mean of calibrated probabil
 balanced accuracy, macro AUC and per-class AUC / sensitivity / specificity / PPV with bootstrap
 intervals, the confusion matrix, ROC points, ECE before and after temperature scaling, reliability
 bins, the chest X-ray gate's flags, and the shortcut and saliency checks of ``covidnet.assessment.shortcuts``.
+The lungs are found once per scan with the lung segmenter installed beside the weights; the gate checks them, and
+the occlusion and heatmap checks measure against them.
 """
 
 from __future__ import annotations
@@ -28,20 +30,30 @@ from covidnet.assessment.reports import (
     ShortcutChecks,
     Unreadable,
 )
-from covidnet.assessment.shortcuts import mask_borders, mask_lungs, saliency_sanity, source_probe, with_image
+from covidnet.assessment.shortcuts import (
+    heatmap_in_lungs_summary,
+    mask_borders,
+    mask_lungs,
+    mask_outside_lungs,
+    saliency_sanity,
+    source_probe,
+    with_image,
+)
 from covidnet.assessment.thresholds import uncertainty_threshold
 from covidnet.classes import CLASSES
 from covidnet.errors import ScanError
-from covidnet.inference.predictor import Outputs, Predictor, load
+from covidnet.inference.predictor import Outputs, Predictor, installed_segmenter, load
 from covidnet.inference.results import average_probabilities
 from covidnet.io.reading import Scan, read_scan
-from covidnet.models.checkpoints import checkpoint_paths
+from covidnet.lungs.segment import LungMask
+from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir
 from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.training.calibration import expected_calibration_error, reliability_bins
 from covidnet.training.data import Record
 
 BATCH = 64
 SALIENCY_SCANS = 12
+HEATMAP_SCANS = 500  # heatmap-in-lungs is measured on at most this many scans, evenly spread over the list
 
 
 def evaluate(
@@ -61,24 +73,26 @@ def evaluate(
         except ScanError as e:
             unreadable.append(str(e))
     labels = np.array([CLASSES.index(r.label) for r in kept])
+    segmenter = installed_segmenter(Path(weights_dir or default_weights_dir()))
+    lungs = [segmenter.segment(s.image) for s in tqdm(scans, desc="lungs", unit="scan")] if segmenter else None
     results: dict[str, BackboneResult] = {}
     calibrated = []
     for name in backbones:
         predictor = load(name, weights_dir=weights_dir)
-        outputs = forward_all(predictor, scans)
+        outputs = forward_all(predictor, scans, lungs)
         logits = outputs.logits
         probabilities = torch.softmax(logits / predictor.meta.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
         metrics = Metrics.from_dict(summarise(probabilities, labels), name)
         checks = (
-            _shortcut_checks(predictor, scans, kept, labels, metrics.accuracy.value, outputs.features.numpy())
-            if shortcuts
+            _shortcut_checks(predictor, scans, lungs, kept, labels, logits.argmax(1).numpy(), outputs.features.numpy())
+            if shortcuts and lungs is not None
             else None
         )
         results[name] = BackboneResult(
             metrics=metrics,
             ece_before_temperature=expected_calibration_error(raw, labels),
-            gate=_gate_flags(predictor, scans, kept, outputs),
+            gate=_gate_flags(predictor, scans, lungs, kept, outputs),
             reliability_before_temperature=reliability_bins(raw, labels),
             weights_sha256=predictor.meta.sha256,
             temperature=predictor.meta.temperature,
@@ -126,10 +140,15 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
     return recorded
 
 
-def forward_all(predictor: Predictor, scans: list[Scan]) -> Outputs:
-    """Logits, penultimate features and gate statistics for every scan, in batches."""
+def forward_all(predictor: Predictor, scans: list[Scan], lungs: list[LungMask | None] | None = None) -> Outputs:
+    """Logits, penultimate features and gate statistics for every scan, in batches (a lung-crop model is fed the
+    crops around ``lungs``)."""
+    lungs = lungs or [None] * len(scans)
     batches = range(0, len(scans), BATCH)
-    parts = [predictor.forward_batch(scans[i : i + BATCH]) for i in tqdm(batches, desc=predictor.backbone)]
+    parts = [
+        predictor.forward_batch(scans[i : i + BATCH], lungs[i : i + BATCH])
+        for i in tqdm(batches, desc=predictor.backbone)
+    ]
     return Outputs(
         torch.cat([p.logits for p in parts]),
         torch.cat([p.features for p in parts]),
@@ -137,9 +156,11 @@ def forward_all(predictor: Predictor, scans: list[Scan]) -> Outputs:
     )
 
 
-def _gate_flags(predictor: Predictor, scans: list[Scan], records: list[Record], outputs: Outputs) -> GateFlags:
+def _gate_flags(
+    predictor: Predictor, scans: list[Scan], lungs: list[LungMask] | None, records: list[Record], outputs: Outputs
+) -> GateFlags:
     """How many scans the chest X-ray gate flags, overall and per data source and class."""
-    flagged = [bool(warnings) for warnings in predictor.gate.check(scans, outputs.stages)]
+    flagged = [bool(warnings) for warnings in predictor.gate.check(scans, outputs.stages, lungs)]
 
     def shares(key) -> dict[str, dict]:
         groups: dict[str, list[bool]] = {}
@@ -164,25 +185,41 @@ def _gate_flags(predictor: Predictor, scans: list[Scan], records: list[Record], 
 def _shortcut_checks(
     predictor: Predictor,
     scans: list[Scan],
+    lungs: list[LungMask],
     records: list[Record],
     labels: np.ndarray,
-    accuracy: float,
+    predicted: np.ndarray,
     features: np.ndarray,
 ) -> ShortcutChecks:
-    def accuracy_with(mask) -> float:
-        masked = [with_image(s, mask(s.image)) for s in scans]
-        return float((forward_all(predictor, masked).logits.argmax(1).numpy() == labels).mean())
+    found = [i for i, mask in enumerate(lungs) if mask.plausible]
+    every = list(range(len(scans)))
 
+    def accuracy_with(mask, indices: list[int]) -> float:
+        masked = [with_image(scans[i], mask(scans[i].image, lungs[i].mask)) for i in indices]
+        predicted = forward_all(predictor, masked, [lungs[i] for i in indices]).logits.argmax(1).numpy()
+        return float((predicted == labels[indices]).mean())
+
+    explained = found[:: -(-len(found) // HEATMAP_SCANS)]
+    in_lungs = [predictor.analyze(scans[i]).heatmap_in_lungs for i in tqdm(explained, desc="heatmaps", unit="scan")]
+    measured = [(share, i) for share, i in zip(in_lungs, explained, strict=True) if share is not None]
     chance = float(np.bincount(labels, minlength=len(CLASSES)).max() / len(labels))
     return ShortcutChecks.from_dict(
         {
-            "accuracy": accuracy,
-            "accuracy_lungs_masked": accuracy_with(mask_lungs),
-            "accuracy_top_and_corners_masked": accuracy_with(mask_borders),
+            "accuracy": float((predicted == labels).mean()),
+            "accuracy_lungs_masked": accuracy_with(mask_lungs, found),
+            "accuracy_outside_lungs_masked": accuracy_with(mask_outside_lungs, found),
+            "accuracy_on_those": float((predicted[found] == labels[found]).mean()),
+            "lung_masked_n": len(found),
+            "accuracy_top_and_corners_masked": accuracy_with(lambda image, _: mask_borders(image), every),
             "majority_class_accuracy": chance,
             "source_probe": source_probe(features, [r.source for r in records]),
             "saliency_sanity": saliency_sanity(
                 predictor, scans[:: max(1, len(scans) // SALIENCY_SCANS)][:SALIENCY_SCANS]
+            ),
+            "heatmap_in_lungs": heatmap_in_lungs_summary(
+                [share for share, _ in measured],
+                [lungs[i].area_fraction for _, i in measured],
+                [records[i].label for _, i in measured],
             ),
         },
         "shortcuts",

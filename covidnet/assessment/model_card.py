@@ -25,6 +25,7 @@ from covidnet.assessment.tables import (
     data_tables,
     gate_breakdown_table,
     gate_table,
+    heatmap_in_lungs_table,
     model_table,
     results_table,
     shortcut_findings,
@@ -33,6 +34,7 @@ from covidnet.assessment.tables import (
 )
 from covidnet.classes import CLASSES, display_name
 from covidnet.inference.gate import GATE_QUANTILE
+from covidnet.inference.predictor import IN_LUNGS_ALARM
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata
 from covidnet.models.registry import backbones
@@ -89,7 +91,8 @@ def render(
         _few_external_images(reports),
         "Images from papers and social media (ieee8023, COVID-CXNet) may carry arrows, text and crops.",
         "Out of scope: lateral views, CT, paediatric COVID-19, other diseases. The app warns about inputs that do "
-        "not look like chest X-rays, but cannot catch every one.",
+        "not look like chest X-rays and about lateral views, but cannot catch every one; the lateral-view rule "
+        "could not be measured on lateral films (none are in the shared data).",
     ]
     return f"""# CovidNet model card
 
@@ -125,7 +128,9 @@ backbones' calibrated probabilities. ECE is after temperature scaling.
 {results_table(reports)}
 
 ## Shortcut checks
-Accuracy with the central lung area blacked out and with the top {TOP_BAND:.0%} and the corners blacked out; a
+Accuracy when the lungs are blacked out and when everything except the lungs is (both on the scans where the lung
+segmenter found plausible lungs, next to the unmasked accuracy on the same scans), and with the top {TOP_BAND:.0%}
+and the corners blacked out; a
 linear probe's {PROBE_FOLDS}-fold accuracy at telling the data source from the penultimate features; and the
 median Spearman rank correlation between Grad-CAM of the trained model and of the same model with its layers from
 the explained one onwards re-initialised (Adebayo et al. 2018: near 1 would mean the heatmap ignores what the
@@ -138,10 +143,22 @@ layers after it would leave the explained activations themselves trained.
 
 {chr(10).join("- " + f for f in findings)}
 
+### Heatmaps against the lungs
+The share of each Grad-CAM heatmap's mass (for the predicted class) that lies inside the lungs found by the
+lung segmenter (`weights/lungs.pt`), on the scans where it found plausible lungs: the median, and in brackets the
+share of scans with more than {IN_LUNGS_ALARM:.0%} of the heatmap inside the lungs. Saliency outside the lungs is the
+signature of shortcut learning (DeGrave et al. 2021); the app warns when less than {IN_LUNGS_ALARM:.0%} of a heatmap
+lies inside the lungs. The last column is the median share of the image the lungs cover: a heatmap spread evenly over
+the image would score about that.
+
+{heatmap_in_lungs_table(reports)}
+
 ## Chest X-ray gate
 Inputs that do not look like frontal chest X-rays are flagged instead of being given a meaningful-looking
-probability: a colour check, a blank-image check, and, for each of the backbone's early and middle stages, the
-Mahalanobis distance of the per-channel mean and standard deviation of its activations from those of the
+probability: a colour check, a blank-image check, a lung check (the lung segmenter finds no plausible pair of
+lungs: "no lung fields found", or a single lung field where a frontal view shows two: a lateral view), and, for
+each of the backbone's early and middle stages, the Mahalanobis distance of the per-channel mean and standard
+deviation of its activations from those of the
 training images (Lee et al. 2018), each scaled by its {quantile:.0%} quantile on the validation split, the largest
 of them thresholded at its own {quantile:.0%} quantile on the validation split. Measured on the internal test split
 and on {_gate_corpus(gate_report)}. In fairness: the multi-stage design was chosen after
@@ -151,6 +168,8 @@ chest X-ray does not depend on the classifier, so a backbone may use another's g
 (`covidnet fit-gate --shared-from NAME`); the table says whose gate each backbone uses.
 
 {gate_table(reports, gate_report)}
+
+{_lung_check(gate_report)}
 
 Real chest X-rays flagged, by data source and by true class (a group flagged more often looks less like the
 training images to the backbone's early stages; the external source was never trained on).{_most_flagged(reports)}
@@ -266,6 +285,23 @@ def _gate_corpus(gate_report: GateReport | None) -> str:
     return (
         f"{gate_report.n} images that are not chest X-rays, built offline by `tests/gate_corpus.py` from "
         f"scikit-image and scikit-learn photos and synthetic images ({kinds}), by `covidnet gate-report`"
+    )
+
+
+def _lung_check(gate_report: GateReport | None) -> str:
+    """What the gate's lung check does on its own, as ``covidnet gate-report`` counted it."""
+    check = gate_report.lung_check if gate_report else None
+    if not check:
+        return "The lung check has not been measured on its own yet (`covidnet gate-report` with the lung segmenter)."
+    frontal, corpus = check["frontal"], check["corpus"]
+    flagged = frontal["no_lung_fields"] + frontal["lateral_view"]
+    caught = corpus["no_lung_fields"] + corpus["lateral_view"]
+    return (
+        f"The lung check on its own flags {flagged} of the {frontal['n']:,} frontal chest X-rays of "
+        f'`{check["frontal_data"]}` ({flagged / frontal["n"]:.2%}: {frontal["no_lung_fields"]} "no lung fields '
+        f'found", {frontal["lateral_view"]} wrongly called lateral views) and {caught} of the {corpus["n"]} '
+        "non-X-ray images. How many real lateral views it catches is not measured: the shared data holds none "
+        "(its curators left them out) and none can be downloaded here."
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from covidnet.errors import CovidNetError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the occlusion checks use lung masks; heatmap-in-lungs per class
 VERSIONLESS = 1  # the shape of the files written before reports carried a schema version
 # Each evaluated split of the split file → the name of its report (``weights/reports/<name>.json``) and of its
 # entry in a checkpoint's ``metrics``.
@@ -156,15 +156,34 @@ class SaliencySanity:
 
 
 @dataclass(frozen=True)
+class HeatmapInLungs:
+    """How much of the Grad-CAM heatmaps' mass lies inside the lungs, over one group of scans."""
+
+    n: int  # scans with plausible lungs and a heatmap
+    median: float | None  # None when n is 0
+    share_above_half: float | None  # the share of those heatmaps with more than half of their mass in the lungs
+    lung_area_median: float | None  # the median share of the image the lungs cover (an even heatmap's score)
+
+
+@dataclass(frozen=True)
 class ShortcutChecks:
-    """``covidnet.assessment.shortcuts``' checks: accuracy with parts of the image hidden, and the probes above."""
+    """``covidnet.assessment.shortcuts``' checks: accuracy with parts of the image hidden, and the probes above.
+
+    The two lung occlusions are measured on the ``lung_masked_n`` scans with plausible lungs (and
+    ``accuracy_on_those`` is the unmasked accuracy on the same scans); ``heatmap_in_lungs`` is keyed by "all"
+    and by true class.
+    """
 
     accuracy: float
     accuracy_lungs_masked: float
+    accuracy_outside_lungs_masked: float
+    accuracy_on_those: float
+    lung_masked_n: int
     accuracy_top_and_corners_masked: float
     majority_class_accuracy: float
     source_probe: SourceProbe
     saliency_sanity: SaliencySanity
+    heatmap_in_lungs: dict[str, HeatmapInLungs]
 
     @classmethod
     def from_dict(cls, record: Any, where: str) -> ShortcutChecks:
@@ -173,6 +192,10 @@ class ShortcutChecks:
         record["saliency_sanity"] = SaliencySanity(
             **_checked(SaliencySanity, record["saliency_sanity"], f"{where}.saliency_sanity")
         )
+        record["heatmap_in_lungs"] = {
+            k: HeatmapInLungs(**_checked(HeatmapInLungs, v, f"{where}.heatmap_in_lungs.{k}"))
+            for k, v in record["heatmap_in_lungs"].items()
+        }
         return cls(**record)
 
 
@@ -307,6 +330,9 @@ class GateReport:
     backbones: dict[str, GateCorpusResult]
     command: str = ""
     schema_version: int = SCHEMA_VERSION
+    # The lung check alone: {"frontal_data": CSV, "frontal": counts, "corpus": counts}, counts being
+    # {"n", "no_lung_fields", "lateral_view"}; None when measured without the lung segmenter.
+    lung_check: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, record: Any) -> GateReport:

@@ -1,8 +1,10 @@
 """Shortcut and saliency checks: does a model look at the lungs, or at where an image came from?
 
-- Occlusion: accuracy with the central lung area blacked out, and with the top band and corners
-  (where markers and text sit) blacked out. A model that keeps its accuracy without lungs has
-  learned something other than lung disease.
+- Occlusion: accuracy with the lungs (found by the lung segmenter) blacked out, with everything except the
+  lungs blacked out, and with the top band and corners (where markers and text sit) blacked out. A model
+  that keeps its accuracy without lungs has learned something other than lung disease.
+- Heatmap in the lungs: the share of each Grad-CAM heatmap's mass inside the lungs (DeGrave et al. 2021:
+  saliency outside the lungs is the signature of shortcut learning), summarised per class.
 - Source probe: how well a linear model on the penultimate features tells the data source apart.
 - Saliency sanity (Adebayo et al. 2018): Grad-CAM must change when the model's last stages are
   re-initialised; a rank correlation near 1 would mean the heatmap ignores what the model learned.
@@ -23,9 +25,7 @@ from covidnet.inference.predictor import Predictor
 from covidnet.io.reading import Scan
 from covidnet.models.registry import build_model, cam_layer, get_spec
 
-# Fractions of width and height. The lung fields of a frontal radiograph lie roughly inside the
-# central box; markers, text and cropped borders sit in the top band and the corners.
-LUNG_BOX = (0.15, 0.15, 0.85, 0.85)
+# Fractions of width and height: markers, text and cropped borders sit in the top band and the corners.
 TOP_BAND = 0.15
 CORNER = 0.2
 PROBE_FOLDS = 5  # cross-validation folds of the source probe (fewer when a source has fewer images)
@@ -38,13 +38,41 @@ SHORTCUT_MARGIN = 0.15
 SALIENCY_MAX_SPEARMAN = 0.5
 
 
-def mask_lungs(image: Image.Image) -> Image.Image:
-    """``image`` with the central lung area blacked out."""
-    masked = image.copy()
-    w, h = image.size
-    left, top, right, bottom = LUNG_BOX
-    ImageDraw.Draw(masked).rectangle((left * w, top * h, right * w, bottom * h), fill=0)
-    return masked
+def mask_lungs(image: Image.Image, lungs: np.ndarray) -> Image.Image:
+    """``image`` with the lungs (a boolean mask of its size) blacked out."""
+    return _black_out(image, lungs)
+
+
+def mask_outside_lungs(image: Image.Image, lungs: np.ndarray) -> Image.Image:
+    """``image`` with everything except the lungs (a boolean mask of its size) blacked out."""
+    return _black_out(image, ~lungs)
+
+
+def _black_out(image: Image.Image, region: np.ndarray) -> Image.Image:
+    pixels = np.array(image)
+    pixels[region] = 0
+    return Image.fromarray(pixels, mode=image.mode)
+
+
+def heatmap_in_lungs_summary(shares: list[float], lung_areas: list[float], labels: list[str]) -> dict[str, dict]:
+    """Per true class and for all scans: how many heatmaps were measured, the median share of their mass inside
+    the lungs, the share of heatmaps with more than half of their mass there, and the median share of the image
+    the lungs cover (what a heatmap spread evenly would score)."""
+
+    def summary(indices: list[int]) -> dict:
+        if not indices:
+            return {"n": 0, "median": None, "share_above_half": None, "lung_area_median": None}
+        values = np.array([shares[i] for i in indices])
+        return {
+            "n": len(indices),
+            "median": float(np.median(values)),
+            "share_above_half": float(np.mean(values > 0.5)),
+            "lung_area_median": float(np.median([lung_areas[i] for i in indices])),
+        }
+
+    everyone = list(range(len(shares)))
+    by_class = {c: [i for i in everyone if labels[i] == c] for c in sorted(set(labels))}
+    return {name: summary(indices) for name, indices in ({"all": everyone} | by_class).items()}
 
 
 def mask_borders(image: Image.Image) -> Image.Image:
@@ -80,7 +108,9 @@ def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -
     """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers from the explained
     one onwards are re-initialised (cascading randomisation); for a parameter-free explained layer, from the start
     of the stage that computes it, so that the explained activations themselves are randomised."""
-    randomised = Predictor(_reinitialised_from_cam_layer(predictor, seed), predictor.meta, hand_over=True)
+    randomised = Predictor(
+        _reinitialised_from_cam_layer(predictor, seed), predictor.meta, segmenter=predictor.segmenter, hand_over=True
+    )
     correlations = []
     for scan in scans:
         trained = predictor.analyze(scan).heatmap

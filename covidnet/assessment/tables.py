@@ -8,9 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 from covidnet.assessment.metrics import COVID_SPECIFICITY
-from covidnet.assessment.reports import EvaluationReport, GateReport, Interval
+from covidnet.assessment.reports import EvaluationReport, GateReport, HeatmapInLungs, Interval
 from covidnet.assessment.shortcuts import SALIENCY_MAX_SPEARMAN, SHORTCUT_MARGIN
 from covidnet.classes import CLASSES
+from covidnet.inference.predictor import IN_LUNGS_ALARM
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.training.data import read_metadata
 from covidnet.training.splits import SPLITS, read_split_file
@@ -47,9 +48,10 @@ def results_table(reports: dict[str, EvaluationReport]) -> str:
 
 def shortcut_table(reports: dict[str, EvaluationReport]) -> str:
     lines = [
-        "| data | model | accuracy | lungs masked | top & corners masked | majority class | source probe (majority) "
+        "| data | model | accuracy | lungs found (n) | accuracy there | lungs masked | all but lungs masked "
+        "| top & corners masked | majority class | source probe (majority) "
         "| Grad-CAM vs randomised (median Spearman) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, report in shown(reports).items():
         for model, b in report.backbones.items():
@@ -63,11 +65,50 @@ def shortcut_table(reports: dict[str, EvaluationReport]) -> str:
                 else f"{probe.accuracy:.3f} ({probe.majority_baseline:.3f})"
             )
             lines.append(
-                f"| {REPORT_TITLES[name]} | {model} | {s.accuracy:.3f} | {s.accuracy_lungs_masked:.3f} | "
+                f"| {REPORT_TITLES[name]} | {model} | {s.accuracy:.3f} | {s.lung_masked_n} | {s.accuracy_on_those:.3f} "
+                f"| {s.accuracy_lungs_masked:.3f} | {s.accuracy_outside_lungs_masked:.3f} | "
                 f"{s.accuracy_top_and_corners_masked:.3f} | {s.majority_class_accuracy:.3f} | {probe_text} | "
                 f"{s.saliency_sanity.median_spearman:.2f} |"
             )
     return "\n".join(lines)
+
+
+def heatmap_in_lungs(reports: dict[str, EvaluationReport]) -> dict[str, dict[str, HeatmapInLungs]]:
+    """Report title → backbone → heatmap-in-lungs over all of its scans (backbones without shortcut checks left
+    out)."""
+    return {
+        REPORT_TITLES[name]: {m: b.shortcuts.heatmap_in_lungs["all"] for m, b in r.backbones.items() if b.shortcuts}
+        for name, r in shown(reports).items()
+    }
+
+
+def heatmap_in_lungs_table(reports: dict[str, EvaluationReport]) -> str:
+    """Median share of each Grad-CAM heatmap's mass inside the lungs, and the share of heatmaps with more than half
+    of it there, per data set, backbone and true class."""
+    classes = list(CLASSES)
+    above = f"median (share > {IN_LUNGS_ALARM:.0%})"
+    lines = [
+        f"| data | model | n | all: {above} | "
+        + " | ".join(f"{c}: {above}" for c in classes)
+        + " | lung area (median) |",
+        "|---|---|---|---|" + "---|" * (len(classes) + 1),
+    ]
+    for name, report in shown(reports).items():
+        for model, b in report.backbones.items():
+            if b.shortcuts is None:
+                continue
+            groups = b.shortcuts.heatmap_in_lungs
+            cells = [_in_lungs(groups.get(key)) for key in ("all", *classes)]
+            area = groups["all"].lung_area_median
+            cells.append("n/a" if area is None else f"{area:.2f}")
+            lines.append(f"| {REPORT_TITLES[name]} | {model} | {groups['all'].n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _in_lungs(group: HeatmapInLungs | None) -> str:
+    if group is None or group.median is None:
+        return "n/a"
+    return f"{group.median:.2f} ({group.share_above_half:.0%})"
 
 
 def shortcut_findings(reports: dict[str, EvaluationReport]) -> list[str]:
@@ -85,6 +126,13 @@ def shortcut_findings(reports: dict[str, EvaluationReport]) -> list[str]:
                     f"with the lungs blacked out** (majority class: {s.majority_class_accuracy:.0%}). "
                     "It has learned cues outside the lungs (patient age and body size, positioning, "
                     "source-specific image traits): part of its accuracy is a shortcut, not lung disease."
+                )
+            inside = s.heatmap_in_lungs["all"]
+            if inside.median is not None and inside.median < IN_LUNGS_ALARM:
+                findings.append(
+                    f"**{model}, {title}: the median heatmap has only {inside.median:.0%} of its mass inside the "
+                    f"lungs**, and {1 - inside.share_above_half:.0%} of its heatmaps have most of it outside them: "
+                    "what drives its predictions lies mostly outside the lungs."
                 )
             sanity = s.saliency_sanity.median_spearman
             if sanity >= SALIENCY_MAX_SPEARMAN:

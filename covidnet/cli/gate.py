@@ -38,6 +38,13 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="images that are not chest X-rays, one subfolder per kind (`python tests/gate_corpus.py DIR` writes one)",
     )
+    corpus.add_argument(
+        "--frontal",
+        type=Path,
+        default=DEFAULT_DATA / "metadata.csv",
+        metavar="CSV",
+        help="frontal chest X-rays (path,label CSV) to count the lung check's false alarms on",
+    )
     corpus.add_argument("--out", type=Path, default=default_weights_dir() / "reports" / "gate.json")
     corpus.set_defaults(run=run_gate_report)
 
@@ -84,9 +91,27 @@ def run_gate_report(args: argparse.Namespace) -> int:
         print(
             f"{predictor.backbone}: flagged {sum(flagged.values())} of {len(corpus)} images that are not chest X-rays"
         )
+    report["lung_check"] = _lung_check(args, [scan for _, _, scan in corpus])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_gate_report(GateReport.from_dict(report), args.out)
     return EXIT_OK
+
+
+def _lung_check(args: argparse.Namespace, corpus: list[Scan]) -> dict | None:
+    """The lung check alone, on the corpus and on the frontal X-rays of ``args.frontal`` (None without a segmenter
+    or without that file)."""
+    from covidnet.assessment.lung_check import lung_check_counts
+    from covidnet.inference.predictor import installed_segmenter
+    from covidnet.training.data import read_metadata
+
+    segmenter = installed_segmenter(args.weights_dir or default_weights_dir())
+    if segmenter is None or not args.frontal.exists():
+        return None
+    records = read_metadata(args.frontal)
+    frontal = lung_check_counts(segmenter, (read_scan(r.path) for r in records), len(records))
+    flagged = frontal["no_lung_fields"] + frontal["lateral_view"]
+    print(f"lung check: {flagged} of {frontal['n']} frontal chest X-rays flagged ({flagged / frontal['n']:.2%})")
+    return {"frontal_data": str(args.frontal), "frontal": frontal, "corpus": lung_check_counts(segmenter, corpus)}
 
 
 def read_corpus(folder: Path) -> list[tuple[str, str, Scan]]:

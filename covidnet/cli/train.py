@@ -29,7 +29,10 @@ def add(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=1)
     train.add_argument("--patience", type=int, default=4)
     train.add_argument("--limit", type=int, default=None, help="use every n-th image only (quick runs)")
-    train.add_argument("--resume", action="store_true", help="continue from runs/<backbone>.state.pt")
+    train.add_argument("--crop", default="none", choices=["none", "lungs"], help="train on lung crops (recorded)")
+    train.add_argument("--crop-margin", type=float, default=0.1, help="the lung box widened by this share per side")
+    train.add_argument("--resume", action="store_true", help="continue from <state-dir>/<backbone>.state.pt")
+    train.add_argument("--state-dir", type=Path, default=Path("runs"), help="resumable state and the lung-box cache")
     train.add_argument("--out", type=Path, default=default_weights_dir())
     train.set_defaults(run=run)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageChops, ImageFilter
 
 from covidnet.errors import UnknownCamMethodError
 
@@ -131,3 +131,25 @@ def overlay(image: Image.Image, heatmap: np.ndarray, *, opacity: float = 0.4) ->
     colours = JET[np.uint8(255 * np.clip(heatmap, 0.0, 1.0))].astype(np.float32) / 255.0
     drawn = opacity * colours + (1.0 - opacity) * base
     return Image.fromarray(np.uint8(255 * drawn / max(float(drawn.max()), 1e-7)))
+
+
+OUTLINE_RGB = (0, 255, 0)
+
+
+def outline(drawn: Image.Image, mask: np.ndarray) -> Image.Image:
+    """``drawn`` (RGB) with the border of the boolean ``mask`` (same size) drawn over it in green, about 0.6% of
+    the longer side thick."""
+    width = 2 * max(1, round(max(drawn.size) / 320)) + 1  # an odd filter size: 3 px on the 320 px display image
+    region = Image.fromarray(np.uint8(mask) * 255)
+    grown, shrunk = region.filter(ImageFilter.MaxFilter(width)), region.filter(ImageFilter.MinFilter(width))
+    border = ImageChops.subtract(grown, shrunk)
+    outlined = drawn.copy()
+    outlined.paste(OUTLINE_RGB, mask=border)
+    return outlined
+
+
+def mass_inside(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
+    """The share of ``heatmap``'s mass (sum) that lies inside the boolean ``mask`` (same shape); None for an
+    all-zero heatmap."""
+    total = float(heatmap.sum())
+    return None if total <= 0 else float(heatmap[mask].sum()) / total

@@ -8,7 +8,9 @@ Checks, cheapest first:
 3. feature distance: for each of the backbone's first three stages, the Mahalanobis distance of its
    per-channel mean and standard deviation from those of the training images (Lee et al. 2018), each
    divided by its ``GATE_QUANTILE`` quantile on the validation split; the largest of them is the score,
-   and the gate's limit is that score's ``GATE_QUANTILE`` quantile on the validation split.
+   and the gate's limit is that score's ``GATE_QUANTILE`` quantile on the validation split;
+4. lungs (when the lung segmenter ran): no plausible pair of lung fields. One lung-like region instead of two
+   side by side is reported as a lateral view (``lateral_view``), anything else as "no lung fields found".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from covidnet.errors import CheckpointError
 from covidnet.io.reading import Scan
+from covidnet.lungs.segment import LungMask
 from covidnet.models.checkpoints import sha256_of
 from covidnet.notices import ScanWarning, WarningCode
 
@@ -29,6 +32,7 @@ COLOUR_SATURATION = 0.25  # HSV saturation above which a pixel counts as coloure
 COLOUR_PIXELS = 0.02  # more than this share of coloured pixels: a colour picture
 FLAT_STD = 6.0  # grey levels (of 255): below this the image is essentially uniform
 GATE_QUANTILE = 0.99  # share of validation X-rays that pass each stage and the whole gate
+LATERAL_CONFIDENCE = 0.5  # the lung segmenter's mean confidence (2p − 1) over the region it found
 
 
 def stage_statistics(output: torch.Tensor) -> torch.Tensor:
@@ -129,16 +133,25 @@ class Gate:
         """Whether the feature-distance check is part of this gate (it needs a fitted gate file)."""
         return self.features is not None
 
-    def check(self, scans: Sequence[Scan], stages: list[torch.Tensor] | None = None) -> list[list[ScanWarning]]:
-        """The warnings for each scan (an empty list: it looks like a chest X-ray).
+    def check(
+        self,
+        scans: Sequence[Scan],
+        stages: list[torch.Tensor] | None = None,
+        lungs: Sequence[LungMask | None] | None = None,
+    ) -> list[list[ScanWarning]]:
+        """The warnings for each scan (an empty list: it looks like a frontal chest X-ray).
 
         ``stages`` are the statistics of the gate's stages for the same scans (one tensor per stage, a
-        row per scan); a fitted gate needs them, an unfitted one ignores them.
+        row per scan); a fitted gate needs them, an unfitted one ignores them. ``lungs`` are the lungs the
+        segmenter found on each scan (None, or a None entry: not segmented, the lung check is skipped).
         """
         scores = self.features.score(stages) if self.features is not None and stages else None
-        return [self._check(scan, None if scores is None else float(scores[i])) for i, scan in enumerate(scans)]
+        lungs = lungs or [None] * len(scans)
+        return [
+            self._check(scan, None if scores is None else float(scores[i]), lungs[i]) for i, scan in enumerate(scans)
+        ]
 
-    def _check(self, scan: Scan, score: float | None) -> list[ScanWarning]:
+    def _check(self, scan: Scan, score: float | None, lungs: LungMask | None) -> list[ScanWarning]:
         share = colour_share(scan)
         if share > COLOUR_PIXELS:
             reason = (
@@ -158,7 +171,31 @@ class Gate:
                 f"(score {score:.1f}, limit {limit:.1f})"
             )
             return [_warning(reason, check="features", score=score, limit=limit)]
+        if lungs is not None and not lungs.plausible:
+            return [_lung_warning(lungs)]
         return []
+
+
+def looks_lateral(lungs: LungMask) -> bool:
+    """One confident lung-like region of a plausible size, where a frontal view shows two side by side."""
+    checks = lungs.checks
+    return (
+        checks.get("confidence", 0) >= LATERAL_CONFIDENCE
+        and checks.get("area", 0) == 1
+        and (checks.get("balance", 0) == 0)
+    )
+
+
+def _lung_warning(lungs: LungMask) -> ScanWarning:
+    details = {"check": "lungs", "lung_quality": lungs.quality}
+    if looks_lateral(lungs):
+        message = (
+            "A lateral (side) view? CovidNet found one lung field where a frontal view shows two side by side. "
+            "Its models were trained on frontal views only, so the probabilities are not meaningful for this image."
+        )
+        return ScanWarning(WarningCode.LATERAL_VIEW, message, details)
+    reason = f"no lung fields found: nothing on it looks like a pair of lungs (lung quality {lungs.quality:.2f})"
+    return _warning(reason, **details)
 
 
 def _warning(reason: str, **details: float | str) -> ScanWarning:

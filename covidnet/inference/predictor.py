@@ -2,7 +2,9 @@
 
 ``load(name)`` returns one shared ``Predictor`` per backbone and weights folder. ``analyze`` gets
 the probabilities and the heatmap from ONE forward and ONE backward pass, and the backward pass runs
-only from the target score to the explained layer.
+only from the target score to the explained layer. When the weights folder holds the lung segmenter,
+``analyze`` also finds the lungs: the gate checks them, a lung-crop model is fed the crop, and the
+analysis says how much of the heatmap lies inside them.
 """
 
 from __future__ import annotations
@@ -18,16 +20,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from covidnet.errors import CovidNetError
-from covidnet.inference.cam import ClassActivationMap
+from covidnet.errors import CheckpointError, CovidNetError
+from covidnet.inference.cam import ClassActivationMap, mass_inside
 from covidnet.inference.features import FeatureTap
 from covidnet.inference.gate import Gate, load_gate
 from covidnet.inference.results import Analysis
 from covidnet.io.preprocessing import Geometry, build_transform, same_preprocessing
 from covidnet.io.reading import Scan, ScanSource, read_scan
+from covidnet.lungs.checkpoint import lungs_paths
+from covidnet.lungs.segment import LungMask, LungSegmenter, load_segmenter
 from covidnet.models.checkpoints import default_weights_dir, load_checkpoint
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import cam_layer, get_spec, head
+from covidnet.notices import ScanWarning, WarningCode
+
+IN_LUNGS_ALARM = 0.5  # below this share of the heatmap's mass inside the lungs, the analysis warns
 
 
 class Outputs(NamedTuple):
@@ -39,11 +46,12 @@ class Outputs(NamedTuple):
 
 
 class Prepared(NamedTuple):
-    """A scan made ready for a model: its input tensor (channels, size, size) and the geometry that maps a
-    heatmap over that input back onto the scan's display image."""
+    """A scan made ready for a model: its input tensor (channels, size, size), the geometry that maps a
+    heatmap over that input back onto the scan's display image, and the lungs found on it (if looked for)."""
 
     tensor: torch.Tensor
     geometry: Geometry
+    lungs: LungMask | None = None
 
 
 class Predictor:
@@ -62,13 +70,17 @@ class Predictor:
         gate: Gate | None = None,
         gatekeeper: Predictor | None = None,
         *,
+        segmenter: LungSegmenter | None = None,
         hand_over: bool = False,
     ) -> None:
-        """``hand_over=True`` gives the model to the predictor (as ``from_checkpoint`` does): it is used as
-        is instead of copied, which saves a copy's memory at load time."""
+        """``segmenter`` finds the lungs (None: no lung features; a lung-crop checkpoint needs the segmenter it
+        was trained with). ``hand_over=True`` gives the model to the predictor (as ``from_checkpoint`` does): it
+        is used as is instead of copied, which saves a copy's memory at load time."""
         if gatekeeper is not None and not same_preprocessing(gatekeeper.meta, meta):
             raise CovidNetError(f"{gatekeeper.backbone}'s gate needs the same preprocessing as {meta.backbone}.")
+        _check_segmenter(meta, segmenter)
         self.meta = meta
+        self.segmenter = segmenter
         self.gate = gate or Gate()
         self.gatekeeper = gatekeeper
         self.preprocessing = build_transform(meta)
@@ -90,16 +102,27 @@ class Predictor:
     ) -> Predictor:
         """A predictor for the verified checkpoint of ``name`` in ``weights_dir`` (no cache; see ``load``)."""
         model, meta = load_checkpoint(name, weights_dir)
-        return cls(model, meta, gate, gatekeeper, hand_over=True)
+        return cls(model, meta, gate, gatekeeper, segmenter=installed_segmenter(weights_dir), hand_over=True)
 
     @property
     def backbone(self) -> str:
         return self.meta.backbone
 
-    def prepare(self, scan: Scan) -> Prepared:
+    def find_lungs(self, scan: Scan) -> LungMask | None:
+        """The lungs on ``scan`` (None without a segmenter)."""
+        return None if self.segmenter is None else self.segmenter.segment(scan.image)
+
+    def prepare(self, scan: Scan, lungs: LungMask | None = None) -> Prepared:
         """The one way a scan becomes this model's input (``tensor``, ``analyze`` and batched scoring use it);
-        safe to call from several threads at once."""
-        return Prepared(*self.preprocessing.prepare(scan.image))
+        safe to call from several threads at once.
+
+        A lung-crop model is fed the crop around ``lungs`` (found here when not given), or the whole image when
+        no plausible lungs are found.
+        """
+        if self.preprocessing.crops_to_lungs and lungs is None:
+            lungs = self.find_lungs(scan)
+        box = lungs.box if lungs is not None and lungs.plausible else None
+        return Prepared(*self.preprocessing.prepare(scan.image, box), lungs)
 
     def tensor(self, scan: Scan) -> torch.Tensor:
         """The model input for ``scan``: a batch of one."""
@@ -118,10 +141,15 @@ class Predictor:
         """Calibrated probabilities for many scans in one forward pass."""
         return self.probabilities(self.forward_batch(scans, stages=False).logits)
 
-    def forward_batch(self, scans: list[Scan], *, stages: bool = True) -> Outputs:
+    def forward_batch(
+        self, scans: list[Scan], lungs: list[LungMask | None] | None = None, *, stages: bool = True
+    ) -> Outputs:
         """Raw logits, penultimate features and (with ``stages``) the gate's stage statistics for many
-        scans, from one forward pass (and the gatekeeper's, when the gate is another backbone's)."""
-        return self.forward_tensor(torch.cat([self.tensor(s) for s in scans]), stages=stages)
+        scans, from one forward pass (and the gatekeeper's, when the gate is another backbone's). ``lungs``,
+        found already, spare a lung-crop model from finding them again."""
+        lungs = lungs or [None] * len(scans)
+        batch = torch.stack([self.prepare(s, mask).tensor for s, mask in zip(scans, lungs, strict=True)])
+        return self.forward_tensor(batch, stages=stages)
 
     def forward_tensor(self, batch: torch.Tensor, *, stages: bool = True) -> Outputs:
         """``forward_batch`` for an already preprocessed batch."""
@@ -164,7 +192,8 @@ class Predictor:
         explainer = ClassActivationMap(cam) if cam is not None else None
         if target is not None and target not in self.meta.classes:
             raise CovidNetError(f"Unknown target class {target!r}. Valid: {', '.join(self.meta.classes)}.")
-        prepared = prepared if prepared is not None else [self.prepare(scan) for scan in scans]
+        if prepared is None:
+            prepared = [self.prepare(scan, self.find_lungs(scan)) for scan in scans]
         x = torch.stack([p.tensor for p in prepared])
         backward = explainer is not None and explainer.needs_gradients
         stages = self.gate.fitted
@@ -179,33 +208,76 @@ class Predictor:
                 scores = logits.gather(1, explained[:, None])[:, 0] if backward else None
                 grids = explainer(captured.activations, scores)
         probabilities = self.probabilities(logits)
-        warnings = self.gate.check(scans, self._stages(captured, x, stages))
+        warnings = self.gate.check(scans, self._stages(captured, x, stages), [p.lungs for p in prepared])
         seconds = (time.perf_counter() - started) / len(scans)
         analyses = []
         for scan, ready, probs, grid, flags in zip(scans, prepared, probabilities, grids, warnings, strict=True):
             prediction = max(probs, key=probs.get)
+            heatmap = ready.geometry.to_image(grid) if grid is not None else None
+            lungs = ready.lungs
+            found = lungs is not None and lungs.plausible
+            in_lungs = mass_inside(heatmap, lungs.mask) if heatmap is not None and found else None
             analyses.append(
                 Analysis(
                     backbone=self.backbone,
                     probabilities=probs,
                     prediction=prediction,
                     target=target or prediction,
-                    heatmap=ready.geometry.to_image(grid) if grid is not None else None,
+                    heatmap=heatmap,
                     grid=grid,
                     image=scan.image,
                     cam=cam,
                     seconds=seconds,
-                    warnings=[*scan.warnings, *flags],
+                    warnings=[*scan.warnings, *flags, *self._lung_notes(ready.geometry, found, in_lungs)],
                     uncertain_below=self.meta.metrics.get("uncertain_below"),
+                    lungs=lungs,
+                    heatmap_in_lungs=in_lungs,
                 )
             )
         return analyses
+
+    def _lung_notes(self, geometry: Geometry, found: bool, in_lungs: float | None) -> list[ScanWarning]:
+        """The analysis's warnings about the lungs: a lung-crop model fed the whole image, a heatmap mostly
+        outside the lungs."""
+        notes = []
+        if self.preprocessing.crops_to_lungs and not found:
+            message = (
+                "No plausible lungs were found, so this model, trained on images cropped to the lungs, "
+                "saw the whole image instead."
+            )
+            notes.append(ScanWarning(WarningCode.NOT_CROPPED, message))
+        if in_lungs is not None and in_lungs < IN_LUNGS_ALARM:
+            message = (
+                f"Most of what drove this prediction lies outside the lungs: only {in_lungs:.0%} of the heatmap "
+                "is inside them. The model may be reading something else, such as markers, text or the body outline."
+            )
+            notes.append(ScanWarning(WarningCode.HEATMAP_OUTSIDE_LUNGS, message, {"heatmap_in_lungs": in_lungs}))
+        return notes
 
     def _stages(self, captured, batch: torch.Tensor, wanted: bool) -> list[torch.Tensor]:
         """The gate's stage statistics for this pass: recorded by our tap, or from the gatekeeper."""
         if not wanted:
             return []
         return captured.stage_list() if self.gatekeeper is None else self.gatekeeper.gate_stages(batch)
+
+
+def installed_segmenter(weights_dir: Path) -> LungSegmenter | None:
+    """The verified lung segmenter in ``weights_dir``, or None when the folder has none."""
+    return load_segmenter(weights_dir) if lungs_paths(weights_dir)[0].exists() else None
+
+
+def _check_segmenter(meta: CheckpointMetadata, segmenter: LungSegmenter | None) -> None:
+    """A lung-crop checkpoint must be fed crops from the segmenter it was trained with."""
+    if not meta.crop:
+        return
+    wanted = meta.crop.get("segmenter_sha256")
+    if segmenter is None:
+        raise CheckpointError(f"{meta.backbone} was trained on lung crops, but no lung segmenter is installed.")
+    if wanted and segmenter.meta.sha256 != wanted:
+        raise CheckpointError(
+            f"{meta.backbone} was trained on crops from another lung segmenter (sha256 {wanted[:12]}…); "
+            "install that segmenter or retrain."
+        )
 
 
 def _as_scan(scan: Scan | ScanSource) -> Scan:
@@ -228,5 +300,6 @@ def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
             gate = Gate(load_gate(folder / meta.gate["file"], meta.gate["sha256"]) if meta.gate else None)
             keeper = meta.gate.get("backbone", name) if meta.gate else name
             gatekeeper = load(keeper, weights_dir=folder) if keeper != name else None
-            _cache[(name, folder)] = Predictor(model, meta, gate, gatekeeper, hand_over=True)
+            segmenter = installed_segmenter(folder)
+            _cache[(name, folder)] = Predictor(model, meta, gate, gatekeeper, segmenter=segmenter, hand_over=True)
         return _cache[(name, folder)]

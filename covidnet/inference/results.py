@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image
 
 from covidnet.errors import CovidNetError
-from covidnet.inference.cam import overlay
-from covidnet.notices import ScanWarning, WarningCode
+from covidnet.inference.cam import outline, overlay
+from covidnet.lungs.segment import LungMask
+from covidnet.notices import GATE_CODES, ScanWarning
 
 MAJORITY = 0.5  # the uncertainty threshold when no validated one is recorded: no class has a majority
 
@@ -35,11 +36,14 @@ class Analysis:
     seconds: float
     warnings: list[ScanWarning] = field(default_factory=list)
     uncertain_below: float | None = None  # the checkpoint's validated threshold (None: none recorded)
+    lungs: LungMask | None = None  # the lungs found on the scan (None: no lung segmenter installed)
+    heatmap_in_lungs: float | None = None  # the share of the heatmap's mass inside plausible lungs (else None)
 
     @property
     def flagged(self) -> bool:
-        """Whether the chest X-ray gate flagged the scan (its probabilities then mean nothing)."""
-        return any(w.code == WarningCode.NOT_CHEST_XRAY for w in self.warnings)
+        """Whether the chest X-ray gate flagged the scan (not a chest X-ray, or a lateral view: its probabilities
+        then mean nothing)."""
+        return any(w.code in GATE_CODES for w in self.warnings)
 
     @property
     def uncertainty_threshold(self) -> float:
@@ -51,9 +55,15 @@ class Analysis:
         """Whether the most probable class falls short of ``uncertainty_threshold``."""
         return self.probabilities[self.prediction] < self.uncertainty_threshold
 
-    def overlay(self, opacity: float = 0.4) -> Image.Image | None:
-        """The heatmap drawn over the scan (RGB), drawn on request; None without a heatmap."""
-        return None if self.heatmap is None else overlay(self.image, self.heatmap, opacity=opacity)
+    def overlay(self, opacity: float = 0.4, *, lung_outline: bool = False) -> Image.Image | None:
+        """The heatmap drawn over the scan (RGB), drawn on request; None without a heatmap. ``lung_outline``
+        also draws the border of the lungs found (when they are plausible)."""
+        if self.heatmap is None:
+            return None
+        drawn = overlay(self.image, self.heatmap, opacity=opacity)
+        if lung_outline and self.lungs is not None and self.lungs.plausible:
+            drawn = outline(drawn, self.lungs.mask)
+        return drawn
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis as JSON-ready data (no images)."""
@@ -62,6 +72,8 @@ class Analysis:
             "probabilities": dict(self.probabilities),
             "prediction": self.prediction,
             "uncertain": self.uncertain,
+            "heatmap_in_lungs": self.heatmap_in_lungs,
+            "lungs": None if self.lungs is None else self.lungs.summary(),
             "warnings": [w.to_dict() for w in self.warnings],
         }
 

@@ -48,14 +48,19 @@ class Geometry:
 class Preprocessing:
     """PIL greyscale image → normalised float tensor of shape (channels, size, size), with its geometry.
 
-    The whole image is resized to a square (``meta.resize == "squash"``): nothing is cropped, so the box
-    is the whole image.
+    For a checkpoint trained on lung crops (``meta.crop["to"] == "lungs"``), the lungs' bounding box widened
+    by ``meta.crop["margin"]`` is cut out first; without a lung box, or for other checkpoints, the box is the
+    whole image. The box is then resized to a square (``meta.resize == "squash"``).
     """
 
     def __init__(self, meta: CheckpointMetadata, *, augment: Callable | None = None) -> None:
         if meta.resize != "squash":
             raise ValueError(f"unsupported resize mode {meta.resize!r}")
+        if meta.crop and meta.crop.get("to") != "lungs":
+            raise ValueError(f"unsupported crop {meta.crop!r}")
         self.input_size = meta.input_size
+        self.crops_to_lungs = bool(meta.crop)
+        self._margin = float(meta.crop.get("margin", 0.0))
         self._augment = augment
         self._tail = v2.Compose(
             [
@@ -69,16 +74,24 @@ class Preprocessing:
             ]
         )
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: Image.Image, lung_box: Box | None = None) -> torch.Tensor:
         """The input tensor only (what training and evaluation batches need)."""
-        return self.prepare(image)[0]
+        return self.prepare(image, lung_box)[0]
 
-    def prepare(self, image: Image.Image) -> tuple[torch.Tensor, Geometry]:
-        """The input tensor and the geometry that maps a heatmap back onto ``image``."""
+    def prepare(self, image: Image.Image, lung_box: Box | None = None) -> tuple[torch.Tensor, Geometry]:
+        """The input tensor and the geometry that maps a heatmap back onto ``image``.
+
+        ``lung_box`` is the bounding box of plausible lungs on ``image`` (None: none found); only a checkpoint
+        trained on lung crops uses it.
+        """
+        size = image.size
+        box = (0, 0, *size)
+        if self.crops_to_lungs and lung_box is not None:
+            box = widen(lung_box, self._margin, size)
+            image = image.crop(box)
         if self._augment is not None:
             image = self._augment(image)
-        geometry = Geometry(image.size, (0, 0, *image.size), self.input_size)
-        return self._tail(image), geometry
+        return self._tail(image), Geometry(size, box, self.input_size)
 
 
 def build_transform(meta: CheckpointMetadata, *, augment: Callable | None = None) -> Preprocessing:
@@ -86,9 +99,17 @@ def build_transform(meta: CheckpointMetadata, *, augment: Callable | None = None
     return Preprocessing(meta, augment=augment)
 
 
+def widen(box: Box, margin: float, size: tuple[int, int]) -> Box:
+    """``box`` widened by ``margin`` of its width and height on every side, clipped to an image of ``size``."""
+    left, top, right, bottom = box
+    dx, dy = round(margin * (right - left)), round(margin * (bottom - top))
+    width, height = size
+    return max(0, left - dx), max(0, top - dy), min(width, right + dx), min(height, bottom + dy)
+
+
 def same_preprocessing(a: CheckpointMetadata, b: CheckpointMetadata) -> bool:
     """Whether two checkpoints turn an image into the same input tensor."""
-    fields = ("input_size", "channels", "normalisation", "resize")
+    fields = ("input_size", "channels", "normalisation", "resize", "crop")
     return all(getattr(a, f) == getattr(b, f) for f in fields)
 
 

@@ -9,7 +9,8 @@ Quality, in [0, 1], is the product of six checks, each 1 when the result looks l
 falling linearly to 0. Except for confidence, the ranges come from the shared set's reference masks (at 64×64):
 their 0.5th to 99.5th percentiles lie inside the ranges that score 1. On the validation part, 154 of 155 real
 scans are plausible (the other one is a poor mask, Dice 0.82); of the 174 images of the non-X-ray corpus
-(``tests/gate_corpus.py``), 5 are, which the ``shape`` check was added to bring down from 15.
+(``tests/gate_corpus.py``), 8 are (``covidnet gate-report``'s lung check; 5 before joined lungs were split, 15
+before the ``shape`` check), and 22 of the 9,565 shared frontal X-rays are not.
 
 - ``confidence``: the mean of 2p − 1 over the kept lung pixels (p, the lung probability); low for a hesitant mask.
 - ``area``: the kept lungs cover 8–62% of the image (0 below 3% and above 80%).
@@ -20,6 +21,10 @@ scans are plausible (the other one is a poor mask, Dice 0.82); of the 174 images
   image's proportions), the shorter lung is at least 65% as tall as the taller (0 at 45%), and their rows
   overlap by at least 60% of their joint height (0 at 40%). The least of the three counts.
 - ``clutter``: 1 when all of the predicted lung lies in the two kept components, 0 when 30% lies outside them.
+
+Two lungs joined into one region (above the heart, across a narrow mediastinum, as on many children's films)
+are judged as two: a region holding most of the predicted lung is split at its waist, the column
+in its middle 40% where it is thinnest, when that column holds less than ``WAIST`` of its thickest column's pixels.
 
 ``plausible`` is ``quality >= PLAUSIBLE_QUALITY`` (0.5).
 """
@@ -45,6 +50,7 @@ Box = tuple[int, int, int, int]  # (left, top, right, bottom) in display-image p
 
 DEFAULT_CONVENTION = "full"
 PLAUSIBLE_QUALITY = 0.5
+WAIST = 0.35  # a region thinner than this share of its thickest column, in its middle, is two joined lungs
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -59,6 +65,16 @@ class LungMask:
     plausible: bool  # quality >= PLAUSIBLE_QUALITY
     convention: str = DEFAULT_CONVENTION  # "full" or "visible" (see covidnet.lungs.model.CONVENTIONS)
     checks: dict[str, float] = field(default_factory=dict)  # the factors of quality
+
+    def summary(self) -> dict:
+        """Everything but the mask, JSON-ready."""
+        return {
+            "plausible": self.plausible,
+            "quality": round(self.quality, 4),
+            "area_fraction": round(self.area_fraction, 4),
+            "box": None if self.box is None else list(self.box),
+            "convention": self.convention,
+        }
 
 
 class LungSegmenter:
@@ -96,6 +112,9 @@ def postprocess(logits: torch.Tensor, size: tuple[int, int], convention: str = D
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     largest = np.argsort(areas)[::-1][:2] + 1
     kept = ndimage.binary_fill_holes(np.isin(labels, largest))
+    labels, count = split_joined_lungs(labels, areas)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    largest = np.argsort(areas)[::-1][:2] + 1
     cleaned = np.where(kept, np.maximum(logit, 1.0), np.minimum(logit, -1.0)).astype(np.float32)
     up = F.interpolate(torch.from_numpy(cleaned)[None, None], size=size, mode="bilinear", align_corners=False)
     mask = (up[0, 0] > 0).numpy()
@@ -112,6 +131,29 @@ def postprocess(logits: torch.Tensor, size: tuple[int, int], convention: str = D
         convention=convention,
         checks=checks,
     )
+
+
+def split_joined_lungs(labels: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, int]:
+    """``labels`` with a dominant region split in two at its waist (see the module's docstring), and the number
+    of labels; unchanged when no region dominates or it has no waist."""
+    if areas.size == 0:
+        return labels, 0
+    order = np.argsort(areas)[::-1]
+    if areas.size > 1 and areas[order[1]] >= 0.3 * areas[order[0]]:
+        return labels, int(areas.size)
+    region = labels == order[0] + 1
+    thickness = region.sum(0)
+    columns = np.flatnonzero(thickness)
+    first, width = columns[0], columns[-1] - columns[0] + 1
+    middle = np.arange(first + max(1, round(0.3 * width)), first + min(width - 1, round(0.7 * width) + 1))
+    if middle.size == 0:  # too narrow to have a middle
+        return labels, int(areas.size)
+    waist = middle[np.argmin(thickness[middle])]
+    if thickness[waist] >= WAIST * thickness.max():
+        return labels, int(areas.size)
+    split = labels.copy()
+    split[:, waist:][region[:, waist:]] = areas.size + 1
+    return split, int(areas.size) + 1
 
 
 def _ramp(value: float, zero: float, one: float) -> float:

@@ -34,7 +34,10 @@ class CheckpointMetadata:
     normalisation: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     )
-    resize: str = "squash"  # the whole image is resized to input_size × input_size
+    resize: str = "squash"  # the whole image (or the crop) is resized to input_size × input_size
+    # Empty: no crop. {"to": "lungs", "margin": m, "segmenter_sha256": …}: the lungs' bounding box, widened by m of
+    # its width and height on every side, is cut out first (the whole image when no plausible lungs are found).
+    crop: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"  # storage type of the state dict
     init: str = "scratch"
     temperature: float = 1.0

@@ -1,10 +1,10 @@
 """Batched scoring on one machine: scans are read and prepared in a thread pool while the models run on batches.
 
-Reading (``read_scan``) and each model's preparation (``Predictor.prepare``) run in worker threads a bounded
-number of scans ahead of the models, so at most ``AHEAD`` batches of decoded scans are held at once, however
-long the listing. Each batch goes through every model in one ``Predictor.analyze_batch`` (one forward pass, the
-gate on the batch), and its results come out together, in input order, as one block. Batch size 1 is the
-one-scan-at-a-time path: no threads, read then analyse.
+Reading (``read_scan``), finding the lungs (once per scan) and each model's preparation (``Predictor.prepare``)
+run in worker threads a bounded number of scans ahead of the models, so at most ``AHEAD`` batches of decoded
+scans are held at once, however long the listing. Each batch goes through every model in one
+``Predictor.analyze_batch`` (one forward pass, the gate on the batch), and its results come out together, in
+input order, as one block. Batch size 1 is the one-scan-at-a-time path: no threads, read then analyse.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from covidnet.inference.predictor import Predictor, Prepared, load
 from covidnet.inference.results import Analysis
 from covidnet.io.preprocessing import same_preprocessing
 from covidnet.io.reading import Scan, ScanSource, read_scan
+from covidnet.lungs.segment import LungMask
 from covidnet.models.checkpoints import trained_backbones
 from covidnet.scoring.inputs import scan_paths
 from covidnet.scoring.outputs import Finished
@@ -121,18 +122,26 @@ def _ahead(pool: Executor, work: Callable[[Item], _Read], items: Iterable[Item],
 
 
 def _shared_preparation(predictors: Sequence[Predictor]) -> list[int]:
-    """For each predictor, the first one with the same preprocessing: its prepared input is shared."""
-    return [next(k for k, q in enumerate(predictors) if same_preprocessing(q.meta, p.meta)) for p in predictors]
+    """For each predictor, the first one with the same preprocessing and segmenter: its prepared input is shared."""
+    return [
+        next(k for k, q in enumerate(predictors) if same_preprocessing(q.meta, p.meta) and q.segmenter is p.segmenter)
+        for p in predictors
+    ]
 
 
 def _read(item: Item, predictors: Sequence[Predictor], shared: list[int]) -> _Read:
     name, source = item
     try:
         scan = read_scan(source, name=name)
+        lungs: dict[int, LungMask | None] = {}  # found once per segmenter
         made: dict[int, Prepared] = {}
         for k in shared:
             if k not in made:
-                made[k] = predictors[k].prepare(scan)
+                predictor = predictors[k]
+                key = id(predictor.segmenter)
+                if key not in lungs:
+                    lungs[key] = predictor.find_lungs(scan)
+                made[k] = predictor.prepare(scan, lungs[key])
     except CovidNetError as e:
         return _Read(name, None, str(e))
     return _Read(name, scan, None, tuple(made[k] for k in shared))

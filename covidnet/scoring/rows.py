@@ -1,8 +1,9 @@
 """The rows batched scoring gives, and their flat form for tables.
 
 A row is ``{"scan", **Analysis.to_dict(), "heatmap"}`` for each scan and backbone, or ``{"scan", "error"}`` for a
-scan that could not be read: JSON lines carry it as is. CSV and Parquet carry its flat form: one column per
-class probability (``p_covid`` …, as in the app's Batch table) and the warnings as JSON text, under ``COLUMNS``.
+scan that could not be read: JSON lines carry it as is. CSV and Parquet carry its flat form under ``COLUMNS``: one
+column per class probability (``p_covid`` …, as in the app's Batch table), the lungs' summary and the warnings
+as JSON text.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ COLUMNS: dict[str, type] = {
     **{f"p_{label}": float for label in CLASSES},
     "prediction": str,
     "uncertain": bool,
+    "heatmap_in_lungs": float,
+    "lungs": str,
     "warnings": str,
     "heatmap": str,
     "error": str,

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from covidnet.classes import CLASSES
 from covidnet.errors import CovidNetError
+from covidnet.io.preprocessing import Box
 from covidnet.io.reading import read_scan
 
 
@@ -69,12 +70,22 @@ def read_metadata(csv_path: Path, *, root: Path | None = None) -> list[Record]:
 class ScanDataset(Dataset):
     """Records → (tensor, class index), through ``read_scan`` and a transform from ``build_transform``.
 
-    Decoded display images are kept in memory after the first epoch (about 100 kB each).
+    ``lung_boxes`` (one per record, None where no lungs were found) are handed to the transform, which crops
+    to them when its checkpoint is trained on lung crops. Decoded display images are kept in memory after the
+    first epoch (about 100 kB each).
     """
 
-    def __init__(self, records: list[Record], transform: Callable, *, cache: bool = True) -> None:
+    def __init__(
+        self,
+        records: list[Record],
+        transform: Callable,
+        *,
+        cache: bool = True,
+        lung_boxes: list[Box | None] | None = None,
+    ) -> None:
         self.records = records
         self.transform = transform
+        self.lung_boxes = lung_boxes or [None] * len(records)
         self._images: dict[int, object] = {} if cache else None
 
     def __len__(self) -> int:
@@ -88,4 +99,5 @@ class ScanDataset(Dataset):
         return self._images[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.image(index)), CLASSES.index(self.records[index].label)
+        tensor = self.transform(self.image(index), self.lung_boxes[index])
+        return tensor, CLASSES.index(self.records[index].label)

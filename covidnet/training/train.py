@@ -23,6 +23,7 @@ from tqdm import tqdm
 from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
 from covidnet.io.preprocessing import build_transform
+from covidnet.lungs.segment import load_segmenter
 from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.models.registry import build_model, get_spec
@@ -30,6 +31,7 @@ from covidnet.provenance import git_commit, seed_everything
 from covidnet.training.augmentation import xray_augmentation
 from covidnet.training.calibration import expected_calibration_error, fit_temperature
 from covidnet.training.data import Record, ScanDataset, read_metadata
+from covidnet.training.lung_boxes import lung_boxes
 from covidnet.training.splits import split_records
 
 
@@ -54,6 +56,8 @@ class TrainConfig:
     resume: bool = False
     state_dir: Path = Path("runs")
     limit: int | None = None  # use only every n-th image (quick experiments and tests)
+    crop: str = "none"  # "lungs": train (and always predict) on the lungs' box, found by the installed segmenter
+    crop_margin: float = 0.1  # the lungs' box widened by this share of its width and height on every side
     history: list[dict] = field(default_factory=list, repr=False)
 
 
@@ -76,10 +80,12 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         size_bytes=0,
         parameters=count_parameters(model),
         init=_init_name(config.init),
+        crop=_crop(config),
     )
+    train_boxes, val_boxes = _lung_boxes(config, train_records), _lung_boxes(config, val_records)
     shuffle_rng = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
-        ScanDataset(train_records, build_transform(pending, augment=xray_augmentation())),
+        ScanDataset(train_records, build_transform(pending, augment=xray_augmentation()), lung_boxes=train_boxes),
         batch_size=config.batch_size,
         shuffle=True,
         drop_last=True,
@@ -87,7 +93,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         persistent_workers=config.workers > 0,
         generator=shuffle_rng,
     )
-    val_loader = DataLoader(ScanDataset(val_records, build_transform(pending)), batch_size=64)
+    val_loader = DataLoader(ScanDataset(val_records, build_transform(pending), lung_boxes=val_boxes), batch_size=64)
     model = model.to(device, memory_format=torch.channels_last)
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_records).to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -139,6 +145,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         input_size=input_size,
         out_dir=config.out,
         init=pending.init,
+        crop=pending.crop,
         temperature=temperature,
         training=_training_summary(config, train_records, val_records, best["epoch"], time.time() - started),
         metrics={"validation": validation},
@@ -156,6 +163,21 @@ def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device) -
             outputs.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
             labels.append(y)
     return torch.cat(outputs), torch.cat(labels)
+
+
+def _crop(config: TrainConfig) -> dict:
+    """The metadata's ``crop`` record for ``config`` (empty without a crop)."""
+    if config.crop == "none":
+        return {}
+    if config.crop != "lungs":
+        raise ValueError(f"unknown crop {config.crop!r}; choose none or lungs")
+    segmenter = load_segmenter()
+    return {"to": "lungs", "margin": config.crop_margin, "segmenter_sha256": segmenter.meta.sha256}
+
+
+def _lung_boxes(config: TrainConfig, records: list[Record]) -> list | None:
+    """The records' lung boxes when training on lung crops (cached in the state folder), else None."""
+    return lung_boxes(records, load_segmenter(), config.state_dir) if config.crop == "lungs" else None
 
 
 def _initial_model(config: TrainConfig) -> nn.Module:
