@@ -19,6 +19,11 @@ RECORDED = json.loads((Path(__file__).parent / "golden" / "outputs.json").read_t
 PAIRS = sorted(RECORDED["analyses"])
 # Added after the recording, on purpose (the lungs issue): measured and tested in tests/test_lung_analysis.py.
 LUNG_NOTES = {covidnet.WarningCode.HEATMAP_OUTSIDE_LUNGS}
+GRID_TOLERANCE = 1e-5
+# XGrad-CAM divides by the sum of the explained layer's activations; DenseNet's denseblock3 output is signed, and
+# sums near zero amplify last-bit differences between CPUs and thread counts (measured on the six samples and two
+# made-up scans: up to 2.7e-4 on an AVX-512 CPU with one thread, 1.3e-4 with two; every other method ≤ 6e-6).
+ILL_CONDITIONED = {("densenet121", "xgradcam"): 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +43,12 @@ def test_probabilities_warnings_and_heatmaps_are_unchanged(pair, scans):
         assert [(w.code.value, w.message) for w in analysis.warnings if w.code not in LUNG_NOTES] == [
             (w["code"], w["message"]) for w in expected["warnings"]
         ]
-        np.testing.assert_allclose(analysis.grid, expected["grids"][cam], atol=1e-5)
+        tolerance = ILL_CONDITIONED.get((backbone, cam), GRID_TOLERANCE)
+        np.testing.assert_allclose(analysis.grid, expected["grids"][cam], atol=tolerance)
         assert analysis.heatmap.shape == (scans[file].image.height, scans[file].image.width)
         assert float(analysis.heatmap.sum()) == pytest.approx(expected["heatmap_sum"][cam], rel=1e-4)
     covid = model.analyze(scans[file], cam="gradcam", target="covid")
-    np.testing.assert_allclose(covid.grid, expected["grid_covid_target"], atol=1e-5)
+    np.testing.assert_allclose(covid.grid, expected["grid_covid_target"], atol=GRID_TOLERANCE)
 
 
 @pytest.mark.slow
