@@ -191,6 +191,8 @@ def test_gate_stages_equal_a_full_pass_and_skip_the_rest_of_the_network(name, we
     assert heads == []
     assert len(early) == len(full) == len(get_spec(name).gate_layers)
     assert all(torch.equal(a, b) for a, b in zip(early, full, strict=True))
+    with torch.inference_mode():  # a plain pass after a gate-only one runs to the end
+        assert model.model(x).shape == (len(scans), len(covidnet.CLASSES))
 
 
 def test_the_predictor_leaves_the_model_it_was_given_untouched_and_its_tap_releases_its_hooks(weights_dir):

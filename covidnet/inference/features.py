@@ -61,8 +61,11 @@ class FeatureTap:
         """
         with self._lock:
             self._capture = Capture(want_stages=stages or stop_after_stages, stop_after_stages=stop_after_stages)
-            with suppress(_StagesCollected):
-                yield self._capture
+            try:
+                with suppress(_StagesCollected):
+                    yield self._capture
+            finally:  # outside a capture the hooks keep nothing and never end a pass
+                self._capture = Capture()
 
     def close(self) -> None:
         """Remove every hook this tap registered."""
