@@ -1,10 +1,12 @@
 """Batched scoring on one machine: scans are read and prepared in a thread pool while the models run on batches.
 
-Reading (``read_scan``), finding the lungs (once per scan) and each model's preparation (``Predictor.prepare``)
+Reading (``read_scan``) and the preparation of each model that does not crop to the lungs (``Predictor.prepare``)
 run in worker threads a bounded number of scans ahead of the models, so at most ``AHEAD`` batches of decoded
-scans are held at once, however long the listing. Each batch goes through every model in one
-``Predictor.analyze_batch`` (one forward pass, the gate on the batch), and its results come out together, in
-input order, as one block. Batch size 1 is the one-scan-at-a-time path: no threads, read then analyse.
+scans are held at once, however long the listing. Each batch then has its lungs found in one forward pass of the
+lung segmenter (once per scan, however many models), lung-crop models are prepared, and it goes through every
+model in one ``Predictor.analyze_batch`` (one forward pass, the gate on the batch); its results come out
+together, in input order, as one block. Batch size 1 is the one-scan-at-a-time path: no threads, read then
+analyse.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ Item = tuple[str, ScanSource]  # (the scan's name in the rows, where to read it 
 
 @dataclass(frozen=True)
 class _Read:
-    """A scan read and prepared for every model, or the reason it could not be read."""
+    """A scan read (and prepared for the models that need no lungs), or the reason it could not be read."""
 
     name: str
     scan: Scan | None
     error: str | None
-    inputs: tuple[Prepared, ...] = ()  # one per predictor
+    ready: dict[int, Prepared] | None = None  # predictor index → its input, for models that do not crop
 
 
 class Block(NamedTuple):
@@ -104,7 +106,8 @@ def score_blocks(
     with threads as pool:
         reads = map(read, items) if pool is None else _ahead(pool, read, items, AHEAD * batch_size)
         while chunk := list(islice(reads, batch_size)):
-            results = _analyse(chunk, predictors, explain, heatmaps, done or Finished())
+            inputs = _prepare(chunk, predictors, shared)
+            results = _analyse(chunk, inputs, predictors, explain, heatmaps, done or Finished())
             drawn = [(r.analysis, r.heatmap) for r in results if r.heatmap is not None]
             list(map(_save_overlay, drawn) if pool is None else pool.map(_save_overlay, drawn))
             yield Block(len(chunk), results)
@@ -133,28 +136,44 @@ def _read(item: Item, predictors: Sequence[Predictor], shared: list[int]) -> _Re
     name, source = item
     try:
         scan = read_scan(source, name=name)
-        lungs: dict[int, LungMask | None] = {}  # found once per segmenter
-        made: dict[int, Prepared] = {}
-        for k in shared:
-            if k not in made:
-                predictor = predictors[k]
-                key = id(predictor.segmenter)
-                if key not in lungs:
-                    lungs[key] = predictor.find_lungs(scan)
-                made[k] = predictor.prepare(scan, lungs[key])
+        ready = {k: predictors[k].prepare(scan) for k in set(shared) if not predictors[k].preprocessing.crops_to_lungs}
     except CovidNetError as e:
         return _Read(name, None, str(e))
-    return _Read(name, scan, None, tuple(made[k] for k in shared))
+    return _Read(name, scan, None, ready)
+
+
+def _prepare(chunk: list[_Read], predictors: Sequence[Predictor], shared: list[int]) -> list[list[Prepared]]:
+    """For each predictor, the inputs of the chunk's readable scans: the lungs found in one batch per segmenter,
+    attached to the inputs prepared while reading, and lung-crop models' inputs cut around them."""
+    readable = [r for r in chunk if r.scan is not None]
+    lungs: dict[int, list[LungMask | None]] = {}  # per segmenter
+    for predictor in predictors:
+        segmenter = predictor.segmenter
+        if id(segmenter) not in lungs:
+            images = [r.scan.image for r in readable]
+            lungs[id(segmenter)] = [None] * len(readable) if segmenter is None else segmenter.segment_batch(images)
+    made: dict[int, list[Prepared]] = {}
+    for k in shared:
+        if k not in made:
+            found = lungs[id(predictors[k].segmenter)]
+            made[k] = [
+                r.ready[k]._replace(lungs=mask) if k in r.ready else predictors[k].prepare(r.scan, mask)
+                for r, mask in zip(readable, found, strict=True)
+            ]
+    return [made[k] for k in shared]
 
 
 def _analyse(
-    chunk: list[_Read], predictors: Sequence[Predictor], cam: str | None, heatmaps: Path | None, done: Finished
+    chunk: list[_Read],
+    inputs: list[list[Prepared]],
+    predictors: Sequence[Predictor],
+    cam: str | None,
+    heatmaps: Path | None,
+    done: Finished,
 ) -> list[Scored]:
     readable = [r for r in chunk if r.scan is not None]
     by_predictor = [
-        p.analyze_batch([r.scan for r in readable], cam=cam, prepared=[r.inputs[k] for r in readable])
-        if readable
-        else []
+        p.analyze_batch([r.scan for r in readable], cam=cam, prepared=inputs[k]) if readable else []
         for k, p in enumerate(predictors)
     ]
     analyses = iter(zip(*by_predictor, strict=True))
