@@ -1,14 +1,17 @@
 """`covidnet train` end to end on a small slice of the real data (a few seconds per run)."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CXR_ROOT
+from conftest import CXR_ROOT, SHIPPED
 from PIL import Image
 
 import covidnet
+from covidnet.io.preprocessing import build_transform
+from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.training.augmentation import xray_augmentation
 from covidnet.training.train import TrainConfig, train
@@ -59,6 +62,25 @@ def test_same_seed_gives_the_same_weights_and_an_interrupted_run_resumes_exactly
     resumed = train(config(tmp_path / "c", epochs=2, resume=True))
     assert [h["epoch"] for h in resumed.training["history"]] == [1, 2]
     assert resumed.sha256 == uninterrupted.sha256
+
+
+@pytest.mark.slow
+def test_training_against_source_shortcuts_records_every_choice_and_its_model_is_fed_the_same(tmp_path):
+    meta = train(config(tmp_path, crop="lungs", intensity="equalize", augment="source-cues", balance="source-label",
+                        adversary=0.3, holdout=("covid-cxnet",)))  # fmt: skip
+    assert meta.intensity == "equalize" and meta.crop["to"] == "lungs"
+    settings = meta.training["settings"]
+    assert (settings["augment"], settings["balance"], settings["adversary"]) == ("source-cues", "source-label", 0.3)
+    assert meta.training["held_out_sources"] == ["covid-cxnet (armiro/COVID-CXNet)"]
+    assert not any("covid-cxnet" in source for source in meta.training["sources"])
+    assert 0 <= meta.training["history"][0]["adversary_source_accuracy"] <= 1
+    for path in lungs_paths(SHIPPED):
+        shutil.copy(path, tmp_path / "weights")
+    model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")
+    scan = covidnet.read_scan(next((CXR_ROOT / "images").rglob("*.jpg")))
+    box = model.find_lungs(scan).box
+    expected = build_transform(meta)(scan.image, box)  # the recorded crop and equalisation, no augmentation
+    assert torch.equal(model.tensor(scan)[0], expected)
 
 
 def test_augmentation_keeps_a_greyscale_radiograph_greyscale_and_its_size():

@@ -200,6 +200,17 @@ class ShortcutChecks:
 
 
 @dataclass(frozen=True)
+class SourceMetrics:
+    """One backbone on the scans of one data source (``Record.origin``): no intervals, a quick per-source view."""
+
+    n: int
+    class_counts: dict[str, int]
+    accuracy: float
+    macro_auc: float | None  # over the classes present; None with a single class
+    sensitivity: dict[str, float | None]  # per class present; None for a class the source does not hold
+
+
+@dataclass(frozen=True)
 class BackboneResult:
     """One backbone on the report's data: its metrics on calibrated probabilities, and what else was measured."""
 
@@ -210,6 +221,7 @@ class BackboneResult:
     weights_sha256: str = ""  # of the .pt measured
     temperature: float | None = None
     shortcuts: ShortcutChecks | None = None  # None when evaluated with --no-shortcuts
+    by_source: dict[str, SourceMetrics] | None = None  # None in reports written before it was measured
 
     @classmethod
     def from_dict(cls, record: Any, where: str) -> BackboneResult:
@@ -222,6 +234,7 @@ class BackboneResult:
         if "gate" not in record:
             raise ReportError(f"{where}: missing keys gate.")
         shortcuts = record.get("shortcuts")
+        by_source = record.get("by_source")
         return cls(
             metrics=Metrics.from_dict(summary, where),
             ece_before_temperature=ece["before_temperature"],
@@ -230,6 +243,7 @@ class BackboneResult:
             weights_sha256=record.get("weights_sha256", ""),
             temperature=record.get("temperature"),
             shortcuts=None if shortcuts is None else ShortcutChecks.from_dict(shortcuts, f"{where}.shortcuts"),
+            by_source=None if by_source is None else _source_metrics(by_source, f"{where}.by_source"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,7 +255,13 @@ class BackboneResult:
         if self.shortcuts is not None:
             record["shortcuts"] = asdict(self.shortcuts)
         record["gate"] = asdict(self.gate)
+        if self.by_source is not None:
+            record["by_source"] = {k: asdict(v) for k, v in self.by_source.items()}
         return record
+
+
+def _source_metrics(record: dict[str, Any], where: str) -> dict[str, SourceMetrics]:
+    return {k: SourceMetrics(**_checked(SourceMetrics, v, f"{where}.{k}")) for k, v in record.items()}
 
 
 @dataclass(frozen=True)
