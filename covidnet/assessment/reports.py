@@ -31,6 +31,7 @@ VERSIONLESS = 1  # the shape of the files written before reports carried a schem
 REPORT_NAMES = {"test": "internal_test", "external": "external", "val": "validation"}
 VALIDATION = REPORT_NAMES["val"]  # the report the "uncertain" threshold is chosen on
 GATE_REPORT = "gate"  # weights/reports/gate.json
+LEAVE_ONE_OUT_REPORT = "leave_one_source_out"  # weights/reports/leave_one_source_out.json
 
 
 class ReportError(CovidNetError):
@@ -366,6 +367,53 @@ class GateReport:
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         return {"schema_version": record.pop("schema_version"), **record}
+
+
+@dataclass(frozen=True)
+class HeldOutSource:
+    """One leave-one-source-out round: a model trained without ``source``, measured on all of its scans."""
+
+    trained_on: list[str]  # the training sources of that model
+    validation_macro_auc: float  # on the validation split, without the left-out source
+    internal_test_macro_auc: float  # on the internal test split, without the left-out source
+    left_out: SourceMetrics  # on every scan of the left-out source (none was trained on or selected on)
+    seconds: float  # training time
+
+
+@dataclass(frozen=True)
+class LeaveOneOutReport:
+    """``covidnet leave-one-out``: one backbone, trained once per source without it (a short schedule)."""
+
+    backbone: str
+    settings: dict[str, Any]  # the training settings every round shares
+    sources: dict[str, HeldOutSource]
+    command: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, record: Any) -> LeaveOneOutReport:
+        record = dict(_checked(cls, record, "leave-one-out report"))
+        rounds = {}
+        for name, entry in record["sources"].items():
+            entry = dict(_checked(HeldOutSource, entry, f"sources.{name}"))
+            entry["left_out"] = SourceMetrics(**_checked(SourceMetrics, entry["left_out"], f"sources.{name}.left_out"))
+            rounds[name] = HeldOutSource(**entry)
+        return cls(**{**record, "sources": rounds})
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        return {"schema_version": record.pop("schema_version"), **record}
+
+
+def write_leave_one_out_report(report: LeaveOneOutReport, path: Path) -> None:
+    """Write the leave-one-source-out report to ``path`` as indented JSON."""
+    _write(report.to_dict(), path)
+
+
+def find_leave_one_out_report(folder: Path) -> LeaveOneOutReport | None:
+    """The leave-one-source-out report in ``folder`` (``LEAVE_ONE_OUT_REPORT``), or None if there is none."""
+    path = Path(folder) / f"{LEAVE_ONE_OUT_REPORT}.json"
+    return _read(path, LeaveOneOutReport.from_dict) if path.exists() else None
 
 
 def write_report(report: EvaluationReport, path: Path) -> None:

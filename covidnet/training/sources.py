@@ -56,6 +56,11 @@ def hold_out(train: list[Record], val: list[Record], names: Sequence[str]) -> tu
     return kept, [*val, *moved]
 
 
+def without(records: list[Record], names: Sequence[str]) -> list[Record]:
+    """``records`` less every scan of the sources ``names`` (left out of training and of model selection)."""
+    return [r for r in records if not matches(r, names)]
+
+
 def source_index(records: Sequence[Record]) -> dict[str, int]:
     """A class index per source among ``records`` (sorted by name), for the source-adversarial head."""
     return {origin: k for k, origin in enumerate(sorted({r.origin for r in records}))}

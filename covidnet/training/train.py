@@ -36,7 +36,7 @@ from covidnet.training.augmentation import augmentation
 from covidnet.training.calibration import expected_calibration_error, fit_temperature
 from covidnet.training.data import Record, ScanDataset, read_metadata
 from covidnet.training.lung_boxes import lung_boxes
-from covidnet.training.sources import hold_out, sample_weights, source_index
+from covidnet.training.sources import hold_out, sample_weights, source_index, without
 from covidnet.training.splits import split_records
 
 
@@ -68,6 +68,7 @@ class TrainConfig:
     balance: str = "label"  # "source-label": every label equally often, and every source within a label
     adversary: float = 0.0  # strength of the source-adversarial head's reversed gradient (0: no adversary)
     holdout: tuple[str, ...] = ()  # sources moved from training into validation (data set or repository names)
+    exclude: tuple[str, ...] = ()  # sources left out of training and validation (leave-one-source-out)
     history: list[dict] = field(default_factory=list, repr=False)
 
 
@@ -78,7 +79,8 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     spec = get_spec(config.backbone)
     input_size = config.input_size or spec.input_size
     parts = split_records(read_metadata(Path(config.data) / "metadata.csv"), config.split_file)
-    train_records, val_records = hold_out(parts["train"], parts["val"], config.holdout)
+    train_records, val_records = hold_out(without(parts["train"], config.exclude), parts["val"], config.holdout)
+    val_records = without(val_records, config.exclude)
     train_records, val_records = train_records[:: config.limit or 1], val_records[:: config.limit or 1]
     device = torch.device(config.device)
 
