@@ -119,15 +119,13 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     adversary = SourceAdversary(head(model, spec).in_features, len(sources)).to(device)
     parameters = [*model.parameters(), *(adversary.parameters() if config.adversary else [])]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader), pct_start=0.2
-    )
+    steps = config.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.2)
     state_path = Path(config.state_dir) / f"{spec.name}.state.pt"
     first_epoch, best = 0, {"auc": -1.0, "epoch": -1, "state": None}
     if config.resume and state_path.exists():
         first_epoch, best, config.history = _restore(state_path, model, adversary, optimizer, scheduler, shuffle_rng)
 
-    steps = config.epochs * len(loader)
     for epoch in range(first_epoch, config.epochs):
         model.train()
         losses, source_hits = [], []
