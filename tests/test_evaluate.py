@@ -57,6 +57,8 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
     assert 0 <= resnet.ece_before_temperature <= 1
     assert -1 <= resnet.shortcuts.saliency_sanity.median_spearman <= 1
     assert 0 <= resnet.shortcuts.accuracy_lungs_masked <= 1 and resnet.shortcuts.source_probe.majority_baseline > 0
+    (source,) = resnet.by_source  # a CSV with only path,label: one unknown source, the whole set
+    assert resnet.by_source[source].n == 9 and resnet.by_source[source].accuracy == resnet.metrics.accuracy.value
     assert report.ensemble.members == covidnet.backbones()
     gate = resnet.gate
     assert sum(row.n for row in gate.by_source.values()) == 9

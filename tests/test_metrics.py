@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from covidnet.assessment.metrics import macro_auc, sensitivity_at_specificity, summarise
+from covidnet.assessment.metrics import macro_auc, sensitivity_at_specificity, source_summary, summarise
 from covidnet.training.calibration import expected_calibration_error, fit_temperature, reliability_bins
 
 
@@ -58,3 +58,14 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
     assert expected_calibration_error(probabilities, labels) == pytest.approx(0.0)
     bins = reliability_bins(probabilities, labels)
     assert sum(b["count"] for b in bins) == 10
+
+
+def test_a_source_with_one_class_has_sensitivity_for_it_and_no_auc():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    only_covid = source_summary(probabilities, np.array([0, 0, 0]))
+    assert only_covid["macro_auc"] is None and only_covid["accuracy"] == pytest.approx(2 / 3)
+    assert only_covid["sensitivity"] == {"covid": pytest.approx(2 / 3), "normal": None, "pneumonia": None}
+    mixed = source_summary(probabilities, np.array([0, 1, 1]))
+    assert mixed["class_counts"] == {"covid": 1, "normal": 2, "pneumonia": 0}
+    assert mixed["macro_auc"] == pytest.approx(macro_auc(probabilities, np.array([0, 1, 1])))
+    assert mixed["sensitivity"]["normal"] == pytest.approx(0.5)

@@ -18,13 +18,16 @@ from covidnet.assessment import model_card, tables
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.model_card import RESULTS_END, RESULTS_START, write_model_card
 from covidnet.assessment.reports import (
+    LEAVE_ONE_OUT_REPORT,
     SCHEMA_VERSION,
     EvaluationReport,
     GateReport,
+    LeaveOneOutReport,
     ReportError,
     read_gate_report,
     read_report,
     write_gate_report,
+    write_leave_one_out_report,
     write_report,
 )
 from covidnet.models.checkpoints import checkpoint_paths
@@ -101,6 +104,35 @@ def test_model_card_and_readme_table_come_from_the_reports_and_touch_no_metadata
     text = readme.read_text()
     assert "old" not in text and "| data | model |" in text and text.endswith("after\n")
     assert {p.name: p.read_bytes() for p in weights.glob("*.json")} == metadata_before  # evaluate records, not this
+    assert "### By data source" not in markdown and "### Leave one source out" not in markdown  # not measured
+
+
+def test_model_card_shows_per_source_results_and_leave_one_source_out_when_measured(weights_dir, tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
+    reports = weights / "reports"
+    record = report_record(weights, lungs_masked=0.5)
+    nih = {"n": 40, "class_counts": {"covid": 0, "normal": 25, "pneumonia": 15}, "accuracy": 0.625,
+           "macro_auc": 0.7125, "sensitivity": {"covid": None, "normal": 0.8, "pneumonia": 0.3333}}  # fmt: skip
+    record["backbones"]["resnet18"]["by_source"] = {"nih-chestxray8 (repo/nih)": nih}
+    write_report(EvaluationReport.from_dict(record), reports / "internal_test.json")
+    left_out = {"trained_on": ["kermany (repo/k)"], "validation_macro_auc": 0.9375, "internal_test_macro_auc": 0.9125,
+                "left_out": nih, "seconds": 420.0}  # fmt: skip
+    settings = {"epochs": 3, "limit": 2, "crop": "lungs", "intensity": "equalize", "augment": "source-cues",
+                "balance": "source-label", "adversary": 0.3}  # fmt: skip
+    loso = LeaveOneOutReport.from_dict({"backbone": "resnet18", "settings": settings,
+                                        "sources": {"nih-chestxray8": left_out}})  # fmt: skip
+    write_leave_one_out_report(loso, reports / f"{LEAVE_ONE_OUT_REPORT}.json")
+
+    markdown = write_model_card(reports, weights, CXR_ROOT / "metadata.csv", SPLIT, tmp_path / "card.md", None)
+
+    by_source = markdown.split("### By data source")[1]
+    assert "| Internal test (patient-level split) | resnet18 | nih-chestxray8 (repo/nih) | 40 (0 / 25 / 15) | 0.625 " \
+           "| 0.713 | normal 0.80, pneumonia 0.33 |" in by_source  # fmt: skip
+    leave_one_out = markdown.split("### Leave one source out")[1]
+    row = "| nih-chestxray8 | 7 min | 40 (0 / 25 / 15) | 0.625 | 0.713 | normal 0.80, pneumonia 0.33 | 0.938 | 0.912 |"
+    assert row in leave_one_out
+    assert "3 epochs on one training image in 2, crop lungs, intensity equalize" in " ".join(leave_one_out.split())
 
 
 # --- the reports -------------------------------------------------------------------------------------------------

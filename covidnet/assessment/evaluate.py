@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from covidnet.assessment.metrics import summarise
+from covidnet.assessment.metrics import source_summary, summarise
 from covidnet.assessment.reports import (
     VALIDATION,
     BackboneResult,
@@ -28,6 +28,7 @@ from covidnet.assessment.reports import (
     GateFlags,
     Metrics,
     ShortcutChecks,
+    SourceMetrics,
     Unreadable,
 )
 from covidnet.assessment.shortcuts import (
@@ -97,6 +98,7 @@ def evaluate(
             weights_sha256=predictor.meta.sha256,
             temperature=predictor.meta.temperature,
             shortcuts=checks,
+            by_source=_by_source(probabilities, labels, kept),
         )
         calibrated.append(probabilities)
     ensemble = Metrics.from_dict(summarise(average_probabilities(calibrated), labels), "ensemble")
@@ -154,6 +156,15 @@ def forward_all(predictor: Predictor, scans: list[Scan], lungs: list[LungMask | 
         torch.cat([p.features for p in parts]),
         [torch.cat([p.stages[k] for p in parts]) for k in range(len(parts[0].stages))],
     )
+
+
+def _by_source(probabilities: np.ndarray, labels: np.ndarray, records: list[Record]) -> dict[str, SourceMetrics]:
+    """The per-source view: each data source's scans on their own."""
+    origins = np.array([r.origin for r in records])
+    return {
+        origin: SourceMetrics(**source_summary(probabilities[origins == origin], labels[origins == origin]))
+        for origin in sorted(set(origins))
+    }
 
 
 def _gate_flags(

@@ -73,6 +73,24 @@ def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
+def source_summary(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, macro AUC (over the classes present; None with one) and per-class sensitivity on one source's
+    scans, without intervals."""
+    predictions = probabilities.argmax(1)
+    present = np.unique(labels)
+    auc = macro_auc(probabilities, labels) if len(present) > 1 else None
+    return {
+        "n": len(labels),
+        "class_counts": {name: int((labels == k).sum()) for k, name in enumerate(CLASSES)},
+        "accuracy": float((predictions == labels).mean()),
+        "macro_auc": auc,
+        "sensitivity": {
+            name: float((predictions[labels == k] == k).mean()) if (labels == k).any() else None
+            for k, name in enumerate(CLASSES)
+        },
+    }
+
+
 def sensitivity_at_specificity(scores: np.ndarray, positive: np.ndarray, specificity: float) -> float:
     """The highest sensitivity reachable with specificity at least ``specificity``."""
     if positive.all() or not positive.any():

@@ -19,18 +19,27 @@ from pathlib import Path
 from PIL import Image
 
 from covidnet.assessment.metrics import BOOTSTRAP_ROUNDS, CONFIDENCE
-from covidnet.assessment.reports import EvaluationReport, GateReport, find_gate_report, read_reports
+from covidnet.assessment.reports import (
+    EvaluationReport,
+    GateReport,
+    LeaveOneOutReport,
+    find_gate_report,
+    find_leave_one_out_report,
+    read_reports,
+)
 from covidnet.assessment.shortcuts import PROBE_FOLDS, SALIENCY_MAX_SPEARMAN, TOP_BAND
 from covidnet.assessment.tables import (
     data_tables,
     gate_breakdown_table,
     gate_table,
     heatmap_in_lungs_table,
+    leave_one_out_table,
     model_table,
     results_table,
     shortcut_findings,
     shortcut_table,
     shown,
+    source_table,
 )
 from covidnet.classes import CLASSES, display_name
 from covidnet.inference.gate import GATE_QUANTILE
@@ -55,7 +64,8 @@ def write_model_card(
     gate_report = find_gate_report(reports_dir)
     paths = sorted(checkpoint_paths(name, weights_dir)[1] for name in backbones())  # not other models' metadata
     metas = [read_checkpoint_metadata(p) for p in paths if p.exists()]
-    markdown = render(reports, metas, metadata_csv, split_file, gate_report)
+    leave_one_out = find_leave_one_out_report(reports_dir)
+    markdown = render(reports, metas, metadata_csv, split_file, gate_report, leave_one_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     if readme is not None:
@@ -77,6 +87,7 @@ def render(
     metadata_csv: Path,
     split_file: Path,
     gate_report: GateReport | None,
+    leave_one_out: LeaveOneOutReport | None = None,
 ) -> str:
     """The whole model card in Markdown."""
     records = read_metadata(metadata_csv)
@@ -126,7 +137,7 @@ apart); a group never straddles two splits. {_split_rule(records, assigned)}
 backbones' calibrated probabilities. ECE is after temperature scaling.
 
 {results_table(reports)}
-
+{_by_source(reports)}{_leave_one_out(leave_one_out)}
 ## Shortcut checks
 Accuracy when the lungs are blacked out and when everything except the lungs is (both on the scans where the lung
 segmenter found plausible lungs, next to the unmasked accuracy on the same scans), and with the top {TOP_BAND:.0%}
@@ -264,6 +275,45 @@ def _upscaled_sources(metadata_csv: Path) -> str:
     return (
         f"Some sources were stored as small squares and upscaled ({'; '.join(upscaled)}), so sharpness and aspect "
         "ratio differ by source; the source probe above measures how much of this the features carry."
+    )
+
+
+def _by_source(reports: dict[str, EvaluationReport]) -> str:
+    """The per-source results, when the reports measured them."""
+    table = source_table(reports)
+    if not table:
+        return ""
+    return f"""
+### By data source
+Each data source's scans on their own (no intervals; the macro AUC is over the classes the source holds, "–" for a
+source with one class). A source that scores far below the others is one the model reads differently.
+
+{table}
+"""
+
+
+def _leave_one_out(report: LeaveOneOutReport | None) -> str:
+    """The leave-one-source-out table, when it was measured."""
+    if report is None:
+        return ""
+    settings = report.settings
+    return f"""
+### Leave one source out
+`covidnet leave-one-out`: {report.backbone} trained once per data source with two or more labels, without that
+source (nor was it used to choose the epoch), on a shorter schedule than the shipped models: {_schedule(settings)}; then
+measured on every scan of the left-out source, next to the same model's validation and internal test figures
+without it. The gap is what meeting a new source costs.
+
+{leave_one_out_table(report)}
+"""
+
+
+def _schedule(settings: dict) -> str:
+    """A training run's settings in words."""
+    share = f"one training image in {settings['limit']}" if settings.get("limit") else "every training image"
+    return (
+        f"{settings['epochs']} epochs on {share}, crop {settings['crop']}, intensity {settings['intensity']}, "
+        f"augmentation {settings['augment']}, balance {settings['balance']}, adversary {settings['adversary']}"
     )
 
 

@@ -31,6 +31,7 @@ VERSIONLESS = 1  # the shape of the files written before reports carried a schem
 REPORT_NAMES = {"test": "internal_test", "external": "external", "val": "validation"}
 VALIDATION = REPORT_NAMES["val"]  # the report the "uncertain" threshold is chosen on
 GATE_REPORT = "gate"  # weights/reports/gate.json
+LEAVE_ONE_OUT_REPORT = "leave_one_source_out"  # weights/reports/leave_one_source_out.json
 
 
 class ReportError(CovidNetError):
@@ -200,6 +201,17 @@ class ShortcutChecks:
 
 
 @dataclass(frozen=True)
+class SourceMetrics:
+    """One backbone on the scans of one data source (``Record.origin``): no intervals, a quick per-source view."""
+
+    n: int
+    class_counts: dict[str, int]
+    accuracy: float
+    macro_auc: float | None  # over the classes present; None with a single class
+    sensitivity: dict[str, float | None]  # per class present; None for a class the source does not hold
+
+
+@dataclass(frozen=True)
 class BackboneResult:
     """One backbone on the report's data: its metrics on calibrated probabilities, and what else was measured."""
 
@@ -210,6 +222,7 @@ class BackboneResult:
     weights_sha256: str = ""  # of the .pt measured
     temperature: float | None = None
     shortcuts: ShortcutChecks | None = None  # None when evaluated with --no-shortcuts
+    by_source: dict[str, SourceMetrics] | None = None  # None in reports written before it was measured
 
     @classmethod
     def from_dict(cls, record: Any, where: str) -> BackboneResult:
@@ -222,6 +235,7 @@ class BackboneResult:
         if "gate" not in record:
             raise ReportError(f"{where}: missing keys gate.")
         shortcuts = record.get("shortcuts")
+        by_source = record.get("by_source")
         return cls(
             metrics=Metrics.from_dict(summary, where),
             ece_before_temperature=ece["before_temperature"],
@@ -230,6 +244,7 @@ class BackboneResult:
             weights_sha256=record.get("weights_sha256", ""),
             temperature=record.get("temperature"),
             shortcuts=None if shortcuts is None else ShortcutChecks.from_dict(shortcuts, f"{where}.shortcuts"),
+            by_source=None if by_source is None else _source_metrics(by_source, f"{where}.by_source"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,7 +256,13 @@ class BackboneResult:
         if self.shortcuts is not None:
             record["shortcuts"] = asdict(self.shortcuts)
         record["gate"] = asdict(self.gate)
+        if self.by_source is not None:
+            record["by_source"] = {k: asdict(v) for k, v in self.by_source.items()}
         return record
+
+
+def _source_metrics(record: dict[str, Any], where: str) -> dict[str, SourceMetrics]:
+    return {k: SourceMetrics(**_checked(SourceMetrics, v, f"{where}.{k}")) for k, v in record.items()}
 
 
 @dataclass(frozen=True)
@@ -346,6 +367,53 @@ class GateReport:
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         return {"schema_version": record.pop("schema_version"), **record}
+
+
+@dataclass(frozen=True)
+class HeldOutSource:
+    """One leave-one-source-out round: a model trained without ``source``, measured on all of its scans."""
+
+    trained_on: list[str]  # the training sources of that model
+    validation_macro_auc: float  # on the validation split, without the left-out source
+    internal_test_macro_auc: float  # on the internal test split, without the left-out source
+    left_out: SourceMetrics  # on every scan of the left-out source (none was trained on or selected on)
+    seconds: float  # training time
+
+
+@dataclass(frozen=True)
+class LeaveOneOutReport:
+    """``covidnet leave-one-out``: one backbone, trained once per source without it (a short schedule)."""
+
+    backbone: str
+    settings: dict[str, Any]  # the training settings every round shares
+    sources: dict[str, HeldOutSource]
+    command: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, record: Any) -> LeaveOneOutReport:
+        record = dict(_checked(cls, record, "leave-one-out report"))
+        rounds = {}
+        for name, entry in record["sources"].items():
+            entry = dict(_checked(HeldOutSource, entry, f"sources.{name}"))
+            entry["left_out"] = SourceMetrics(**_checked(SourceMetrics, entry["left_out"], f"sources.{name}.left_out"))
+            rounds[name] = HeldOutSource(**entry)
+        return cls(**{**record, "sources": rounds})
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        return {"schema_version": record.pop("schema_version"), **record}
+
+
+def write_leave_one_out_report(report: LeaveOneOutReport, path: Path) -> None:
+    """Write the leave-one-source-out report to ``path`` as indented JSON."""
+    _write(report.to_dict(), path)
+
+
+def find_leave_one_out_report(folder: Path) -> LeaveOneOutReport | None:
+    """The leave-one-source-out report in ``folder`` (``LEAVE_ONE_OUT_REPORT``), or None if there is none."""
+    path = Path(folder) / f"{LEAVE_ONE_OUT_REPORT}.json"
+    return _read(path, LeaveOneOutReport.from_dict) if path.exists() else None
 
 
 def write_report(report: EvaluationReport, path: Path) -> None:

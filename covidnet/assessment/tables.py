@@ -8,7 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 from covidnet.assessment.metrics import COVID_SPECIFICITY
-from covidnet.assessment.reports import EvaluationReport, GateReport, HeatmapInLungs, Interval
+from covidnet.assessment.reports import (
+    EvaluationReport,
+    GateReport,
+    HeatmapInLungs,
+    Interval,
+    LeaveOneOutReport,
+    SourceMetrics,
+)
 from covidnet.assessment.shortcuts import SALIENCY_MAX_SPEARMAN, SHORTCUT_MARGIN
 from covidnet.classes import CLASSES
 from covidnet.inference.predictor import IN_LUNGS_ALARM
@@ -44,6 +51,42 @@ def results_table(reports: dict[str, EvaluationReport]) -> str:
                 f"{_ci(m.covid_sensitivity_at_95_specificity)} | {m.ece:.3f} |"
             )
     return "\n".join(lines)
+
+
+def source_table(reports: dict[str, EvaluationReport]) -> str:
+    """A Markdown table: each backbone on each data source's scans of each shown report (reports written before
+    per-source figures were measured are left out; empty when none has them)."""
+    lines = []
+    for name, report in shown(reports).items():
+        for model, result in report.backbones.items():
+            for source, m in (result.by_source or {}).items():
+                lines.append(f"| {REPORT_TITLES[name]} | {model} | {source} | {_source_cells(m)} |")
+    if not lines:
+        return ""
+    header = "| data | model | source | n (COVID-19 / Normal / Pneumonia) | accuracy | macro AUC | sensitivity |"
+    return "\n".join([header, "|---|---|---|---|---|---|---|", *lines])
+
+
+def leave_one_out_table(report: LeaveOneOutReport) -> str:
+    """A Markdown table: per left-out source, the model trained without it on that source and on the rest."""
+    lines = [
+        "| left out | trained for | n (COVID-19 / Normal / Pneumonia) | accuracy | macro AUC | sensitivity "
+        "| validation macro AUC (without it) | internal test macro AUC (without it) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for source, r in report.sources.items():
+        lines.append(
+            f"| {source} | {r.seconds / 60:.0f} min | {_source_cells(r.left_out)} | {r.validation_macro_auc:.3f} "
+            f"| {r.internal_test_macro_auc:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _source_cells(m: SourceMetrics) -> str:
+    counts = " / ".join(str(m.class_counts[c]) for c in CLASSES)
+    auc = "–" if m.macro_auc is None else f"{m.macro_auc:.3f}"
+    sensitivity = ", ".join(f"{c} {v:.2f}" for c, v in m.sensitivity.items() if v is not None)
+    return f"{m.n} ({counts}) | {m.accuracy:.3f} | {auc} | {sensitivity}"
 
 
 def shortcut_table(reports: dict[str, EvaluationReport]) -> str:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from covidnet.models.metadata import CheckpointMetadata
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in display-image pixels
+# The intensity steps a checkpoint can prescribe (``CheckpointMetadata.intensity``), on the greyscale image.
+INTENSITY_STEPS: dict[str, Callable[[Image.Image], Image.Image] | None] = {"none": None, "equalize": ImageOps.equalize}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class Preprocessing:
 
     For a checkpoint trained on lung crops (``meta.crop["to"] == "lungs"``), the lungs' bounding box widened
     by ``meta.crop["margin"]`` is cut out first; without a lung box, or for other checkpoints, the box is the
-    whole image. The box is then resized to a square (``meta.resize == "squash"``).
+    whole image. Training augmentation (if any) comes next, then the intensity step (``meta.intensity ==
+    "equalize"``: histogram equalisation), then the box is resized to a square (``meta.resize == "squash"``).
     """
 
     def __init__(self, meta: CheckpointMetadata, *, augment: Callable | None = None) -> None:
@@ -58,10 +61,13 @@ class Preprocessing:
             raise ValueError(f"unsupported resize mode {meta.resize!r}")
         if meta.crop and meta.crop.get("to") != "lungs":
             raise ValueError(f"unsupported crop {meta.crop!r}")
+        if meta.intensity not in INTENSITY_STEPS:
+            raise ValueError(f"unsupported intensity step {meta.intensity!r}; known: {', '.join(INTENSITY_STEPS)}")
         self.input_size = meta.input_size
         self.crops_to_lungs = bool(meta.crop)
         self._margin = float(meta.crop.get("margin", 0.0))
         self._augment = augment
+        self._intensity = INTENSITY_STEPS[meta.intensity]
         self._tail = v2.Compose(
             [
                 v2.Resize(
@@ -91,6 +97,8 @@ class Preprocessing:
             image = image.crop(box)
         if self._augment is not None:
             image = self._augment(image)
+        if self._intensity is not None:
+            image = self._intensity(image)
         return self._tail(image), Geometry(size, box, self.input_size)
 
 
@@ -109,7 +117,7 @@ def widen(box: Box, margin: float, size: tuple[int, int]) -> Box:
 
 def same_preprocessing(a: CheckpointMetadata, b: CheckpointMetadata) -> bool:
     """Whether two checkpoints turn an image into the same input tensor."""
-    fields = ("input_size", "channels", "normalisation", "resize", "crop")
+    fields = ("input_size", "channels", "normalisation", "resize", "crop", "intensity")
     return all(getattr(a, f) == getattr(b, f) for f in fields)
 
 

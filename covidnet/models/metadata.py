@@ -38,6 +38,9 @@ class CheckpointMetadata:
     # Empty: no crop. {"to": "lungs", "margin": m, "segmenter_sha256": …}: the lungs' bounding box, widened by m of
     # its width and height on every side, is cut out first (the whole image when no plausible lungs are found).
     crop: dict[str, Any] = field(default_factory=dict)
+    # "none", or "equalize": the (cropped) image's grey-level histogram is equalised before resizing, which takes
+    # away much of a scanner's or a source's contrast and brightness look.
+    intensity: str = "none"
     dtype: str = "float32"  # storage type of the state dict
     init: str = "scratch"
     temperature: float = 1.0

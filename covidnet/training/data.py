@@ -34,6 +34,11 @@ class Record:
     license: str = ""
 
     @property
+    def origin(self) -> str:
+        """The data source: the original data set and the repository it was copied from."""
+        return f"{self.dataset or 'unknown'} ({self.source})"
+
+    @property
     def patient(self) -> str:
         """The patient id, or the image itself when no id is known."""
         return self.patient_id or f"image:{self.sha256 or self.path}"
@@ -68,7 +73,8 @@ def read_metadata(csv_path: Path, *, root: Path | None = None) -> list[Record]:
 
 
 class ScanDataset(Dataset):
-    """Records → (tensor, class index), through ``read_scan`` and a transform from ``build_transform``.
+    """Records → (tensor, class index, source index), through ``read_scan`` and a transform from
+    ``build_transform``; the source index comes from ``sources`` (``Record.origin`` → index; -1 without it).
 
     ``lung_boxes`` (one per record, None where no lungs were found) are handed to the transform, which crops
     to them when its checkpoint is trained on lung crops. Decoded display images are kept in memory after the
@@ -82,8 +88,10 @@ class ScanDataset(Dataset):
         *,
         cache: bool = True,
         lung_boxes: list[Box | None] | None = None,
+        sources: dict[str, int] | None = None,
     ) -> None:
         self.records = records
+        self.sources = sources or {}
         self.transform = transform
         self.lung_boxes = lung_boxes or [None] * len(records)
         self._images: dict[int, object] = {} if cache else None
@@ -98,6 +106,7 @@ class ScanDataset(Dataset):
             self._images[index] = read_scan(self.records[index].path).image
         return self._images[index]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        record = self.records[index]
         tensor = self.transform(self.image(index), self.lung_boxes[index])
-        return tensor, CLASSES.index(self.records[index].label)
+        return tensor, CLASSES.index(record.label), self.sources.get(record.origin, -1)

@@ -2,7 +2,10 @@
 temperature scaling on validation, and a checkpoint with its metadata.
 
 Images go through ``read_scan`` and ``build_transform`` like everywhere else; the augmentations of
-``covidnet.training.augmentation`` run in front.
+``covidnet.training.augmentation`` run in front. Against source shortcuts (``covidnet.training.sources``,
+``covidnet.training.adversary``): batches drawn balanced by (source, label), whole sources held out of training
+into validation (so the epoch and temperature are chosen on sources never trained on), and a source-adversarial
+head behind a gradient-reversal layer.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from covidnet.io.preprocessing import build_transform
 from covidnet.lungs.segment import load_segmenter
 from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
 from covidnet.models.metadata import CheckpointMetadata
-from covidnet.models.registry import build_model, get_spec
+from covidnet.models.registry import build_model, get_spec, head
 from covidnet.provenance import git_commit, seed_everything
-from covidnet.training.augmentation import xray_augmentation
+from covidnet.training.adversary import HeadInput, SourceAdversary, ramp
+from covidnet.training.augmentation import augmentation
 from covidnet.training.calibration import expected_calibration_error, fit_temperature
 from covidnet.training.data import Record, ScanDataset, read_metadata
 from covidnet.training.lung_boxes import lung_boxes
+from covidnet.training.sources import hold_out, sample_weights, source_index, without
 from covidnet.training.splits import split_records
 
 
@@ -58,6 +63,12 @@ class TrainConfig:
     limit: int | None = None  # use only every n-th image (quick experiments and tests)
     crop: str = "none"  # "lungs": train (and always predict) on the lungs' box, found by the installed segmenter
     crop_margin: float = 0.1  # the lungs' box widened by this share of its width and height on every side
+    intensity: str = "none"  # "equalize": histogram equalisation, a recorded preprocessing step
+    augment: str = "xray"  # "source-cues" adds resolution, blur/sharpness, noise and border/corner changes
+    balance: str = "label"  # "source-label": every label equally often, and every source within a label
+    adversary: float = 0.0  # strength of the source-adversarial head's reversed gradient (0: no adversary)
+    holdout: tuple[str, ...] = ()  # sources moved from training into validation (data set or repository names)
+    exclude: tuple[str, ...] = ()  # sources left out of training and validation (leave-one-source-out)
     history: list[dict] = field(default_factory=list, repr=False)
 
 
@@ -68,7 +79,9 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     spec = get_spec(config.backbone)
     input_size = config.input_size or spec.input_size
     parts = split_records(read_metadata(Path(config.data) / "metadata.csv"), config.split_file)
-    train_records, val_records = parts["train"][:: config.limit or 1], parts["val"][:: config.limit or 1]
+    train_records, val_records = hold_out(without(parts["train"], config.exclude), parts["val"], config.holdout)
+    val_records = without(val_records, config.exclude)
+    train_records, val_records = train_records[:: config.limit or 1], val_records[:: config.limit or 1]
     device = torch.device(config.device)
 
     model = _initial_model(config)
@@ -81,13 +94,19 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         parameters=count_parameters(model),
         init=_init_name(config.init),
         crop=_crop(config),
+        intensity=config.intensity,
     )
     train_boxes, val_boxes = _lung_boxes(config, train_records), _lung_boxes(config, val_records)
     shuffle_rng = torch.Generator().manual_seed(config.seed)
+    sources = source_index(train_records)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        sample_weights(train_records, config.balance), len(train_records), generator=shuffle_rng
+    )
+    transform = build_transform(pending, augment=augmentation(config.augment))
     loader = DataLoader(
-        ScanDataset(train_records, build_transform(pending, augment=xray_augmentation()), lung_boxes=train_boxes),
+        ScanDataset(train_records, transform, lung_boxes=train_boxes, sources=sources),
         batch_size=config.batch_size,
-        shuffle=True,
+        sampler=sampler,
         drop_last=True,
         num_workers=config.workers,
         persistent_workers=config.workers > 0,
@@ -95,22 +114,31 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     )
     val_loader = DataLoader(ScanDataset(val_records, build_transform(pending), lung_boxes=val_boxes), batch_size=64)
     model = model.to(device, memory_format=torch.channels_last)
-    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_records).to(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader), pct_start=0.2
-    )
+    loss_fn = nn.CrossEntropyLoss()  # the sampler balances the labels
+    head_input = HeadInput(head(model, spec))
+    adversary = SourceAdversary(head(model, spec).in_features, len(sources)).to(device)
+    parameters = [*model.parameters(), *(adversary.parameters() if config.adversary else [])]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.2)
     state_path = Path(config.state_dir) / f"{spec.name}.state.pt"
     first_epoch, best = 0, {"auc": -1.0, "epoch": -1, "state": None}
     if config.resume and state_path.exists():
-        first_epoch, best, config.history = _restore(state_path, model, optimizer, scheduler, shuffle_rng)
+        first_epoch, best, config.history = _restore(state_path, model, adversary, optimizer, scheduler, shuffle_rng)
 
     for epoch in range(first_epoch, config.epochs):
         model.train()
-        losses = []
-        for x, y in tqdm(loader, desc=f"{spec.name} epoch {epoch + 1}/{config.epochs}", unit="batch"):
-            x = x.to(device, memory_format=torch.channels_last)
-            loss = loss_fn(model(x), y.to(device))
+        losses, source_hits = [], []
+        for step, (x, y, s) in enumerate(
+            tqdm(loader, desc=f"{spec.name} epoch {epoch + 1}/{config.epochs}", unit="batch")
+        ):
+            x, y, s = x.to(device, memory_format=torch.channels_last), y.to(device), s.to(device)
+            loss = loss_fn(model(x), y)
+            if config.adversary:
+                strength = ramp((epoch * len(loader) + step) / steps, config.adversary)
+                source_logits = adversary(head_input.features, y, strength)
+                loss = loss + loss_fn(source_logits, s)
+                source_hits.append((source_logits.argmax(1) == s).float().mean().item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -118,15 +146,20 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
             losses.append(loss.item())
         logits, labels = collect_logits(model, val_loader, device)
         auc = macro_auc(torch.softmax(logits, 1).numpy(), labels.numpy())
-        config.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_auc": auc})
-        print(f"{spec.name} epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val macro AUC {auc:.4f}", flush=True)
+        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_auc": auc}
+        if source_hits:
+            entry["adversary_source_accuracy"] = float(np.mean(source_hits))
+        config.history.append(entry)
+        print(f"{spec.name} epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"),
+              flush=True)  # fmt: skip
         if auc > best["auc"]:
             best = {"auc": auc, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
-        _save_state(state_path, epoch + 1, best, config.history, model, optimizer, scheduler, shuffle_rng)
+        _save_state(state_path, epoch + 1, best, config.history, model, adversary, optimizer, scheduler, shuffle_rng)
         if epoch + 1 - best["epoch"] >= config.patience:
             print(f"{spec.name}: no improvement for {config.patience} epochs, stopping", flush=True)
             break
 
+    head_input.close()
     model.load_state_dict(best["state"])
     logits, labels = collect_logits(model, val_loader, device)
     temperature = fit_temperature(logits, labels)
@@ -146,6 +179,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         out_dir=config.out,
         init=pending.init,
         crop=pending.crop,
+        intensity=pending.intensity,
         temperature=temperature,
         training=_training_summary(config, train_records, val_records, best["epoch"], time.time() - started),
         metrics={"validation": validation},
@@ -159,7 +193,7 @@ def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device) -
     model.eval()
     outputs, labels = [], []
     with torch.inference_mode():
-        for x, y in loader:
+        for x, y, *_ in loader:
             outputs.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
             labels.append(y)
     return torch.cat(outputs), torch.cat(labels)
@@ -191,12 +225,9 @@ def _init_name(init: str) -> str:
     return init if init in ("scratch", "imagenet") else f"checkpoint:{Path(init).name}"
 
 
-def _class_weights(records: list[Record]) -> torch.Tensor:
-    counts = torch.tensor([sum(r.label == c for r in records) for c in CLASSES], dtype=torch.float32)
-    return counts.sum() / (len(CLASSES) * counts.clamp(min=1))
-
-
-def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimizer, scheduler, shuffle_rng) -> None:
+def _save_state(
+    path: Path, epoch: int, best: dict, history: list, model, adversary, optimizer, scheduler, shuffle_rng
+) -> None:
     """Everything a resumed run needs to continue exactly where this one stopped, random states included."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -206,6 +237,7 @@ def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimi
         "best_state": best["state"],
         "history": history,
         "model": model.state_dict(),
+        "adversary": adversary.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle_rng.get_state(), "python": random.getstate()},
@@ -213,9 +245,10 @@ def _save_state(path: Path, epoch: int, best: dict, history: list, model, optimi
     torch.save(state, path)
 
 
-def _restore(path: Path, model, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list]:
+def _restore(path: Path, model, adversary, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
+    adversary.load_state_dict(state["adversary"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -226,17 +259,23 @@ def _restore(path: Path, model, optimizer, scheduler, shuffle_rng) -> tuple[int,
     return state["epoch"], best, state["history"]
 
 
+def _as_json(value):
+    """A setting as the metadata file reads it back."""
+    return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+
+
 def _training_summary(config: TrainConfig, train_records, val_records, best_epoch: int, seconds: float) -> dict:
     def counts(records: list[Record]) -> dict[str, int]:
         return {c: sum(r.label == c for r in records) for c in CLASSES}
 
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "history"}
+    settings = {k: _as_json(v) for k, v in asdict(config).items() if k != "history"}
     return {
         "data": f"{config.data} ({len(train_records) + len(val_records)} images in train and val of the split file)",
         "split_file_sha256": sha256_of(Path(config.split_file)),
         "train_images": counts(train_records),
         "val_images": counts(val_records),
-        "sources": sorted({r.source for r in train_records}),
+        "sources": sorted({r.origin for r in train_records}),
+        "held_out_sources": sorted({r.origin for r in val_records} - {r.origin for r in train_records}),
         "settings": settings,
         "best_epoch": best_epoch,
         "history": config.history,
