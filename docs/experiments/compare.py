@@ -4,8 +4,9 @@
 
 A reports folder holds ``internal_test.json`` and ``external.json`` as ``covidnet evaluate --split test|external``
 writes them. One row per experiment, backbone and split: macro AUC with its interval, COVID-19 sensitivity and
-specificity (at the predicted class, and at the ROC point with 85% sensitivity), pneumonia sensitivity and AUC, heatmap mass inside the lungs (median, and share of scans above half),
-and the source probe's accuracy next to its majority baseline (internal test only: one source outside).
+specificity (at the predicted class, and at the ROC point with 85% sensitivity), pneumonia sensitivity and AUC,
+heatmap mass inside the lungs (median, and share of scans above half), and the source probe's accuracy next to
+its majority baseline (internal test only: one source outside).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def rows(name: str, folder: Path) -> list[str]:
             lines.append(
                 f"| {name} | {backbone} | {title} | {m.n} | {m.macro_auc.value:.3f} "
                 f"({m.macro_auc.low:.3f}–{m.macro_auc.high:.3f}) | {covid.sensitivity.value:.2f} / "
-                f"{covid.specificity.value:.2f} | {specificity_at(m.roc['covid'], SENSITIVITY):.2f} | {pneumonia.sensitivity.value:.2f} / {pneumonia.auc.value:.3f} | "
+                f"{covid.specificity.value:.2f} | {specificity_at(m.roc['covid'], SENSITIVITY):.2f} | "
+                f"{pneumonia.sensitivity.value:.2f} / {pneumonia.auc.value:.3f} | "
                 + (f"{in_lungs.median:.2f} ({in_lungs.share_above_half:.0%})" if in_lungs else "–")
                 + " | "
                 + (f"{probe.accuracy:.2f} ({probe.majority_baseline:.2f})" if probe and probe.accuracy else "–")
