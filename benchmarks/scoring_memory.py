@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def main() -> None:
         parts = len(list(rows.glob("*.parquet"))) if rows.exists() else 0
         samples.append((time.perf_counter() - started, parts * DEFAULT_BATCH_SIZE, rss))
         time.sleep(SAMPLE_SECONDS)
+    process.wait()
     seconds = time.perf_counter() - started
     scoring = [(n, r) for _, n, r in samples if n > 0]
     second_half = [(n, r) for n, r in scoring if n > args.scans // 2]
@@ -76,6 +78,7 @@ def main() -> None:
         "samples_seconds_scans_rss_mb": samples[:: max(1, len(samples) // 200)],
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(folder)
     print(f"{args.scans} scans ({len(files)} distinct files) in {seconds:.0f} s with start-up; RSS "
           f"{result['rss_first_block_mb']:.0f} MB after the first block, {result['rss_at_a_tenth_mb']:.0f} MB at a "
           f"tenth of the scans, {result['rss_at_half_mb']:.0f} MB at half, {result['rss_last_sample_mb']:.0f} MB at "

@@ -410,10 +410,15 @@ def write_leave_one_out_report(report: LeaveOneOutReport, path: Path) -> None:
     _write(report.to_dict(), path)
 
 
+def read_leave_one_out_report(path: Path) -> LeaveOneOutReport:
+    """The leave-one-source-out report at ``path``; ``ReportError`` if it cannot be read as one."""
+    return _read(path, LeaveOneOutReport.from_dict)
+
+
 def find_leave_one_out_report(folder: Path) -> LeaveOneOutReport | None:
     """The leave-one-source-out report in ``folder`` (``LEAVE_ONE_OUT_REPORT``), or None if there is none."""
     path = Path(folder) / f"{LEAVE_ONE_OUT_REPORT}.json"
-    return _read(path, LeaveOneOutReport.from_dict) if path.exists() else None
+    return read_leave_one_out_report(path) if path.exists() else None
 
 
 def write_report(report: EvaluationReport, path: Path) -> None:

@@ -1,6 +1,7 @@
 """Side by side: the evaluation reports of training experiments (and of the shipped models), as Markdown.
 
     python docs/experiments/compare.py NAME=REPORTS_DIR [NAME=REPORTS_DIR ...] > table.md
+    python docs/experiments/compare.py --leave-one-out REPORT.json   # the model card's leave-one-source-out table
 
 A reports folder holds ``internal_test.json`` and ``external.json`` as ``covidnet evaluate --split test|external``
 writes them. One row per experiment, backbone and split: macro AUC with its interval, COVID-19 sensitivity and
@@ -14,7 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from covidnet.assessment.reports import read_report
+from covidnet.assessment.reports import read_leave_one_out_report, read_report
+from covidnet.assessment.tables import leave_one_out_table
 
 SPLITS = {"internal_test": "internal test", "external": "external (ieee8023)"}
 SENSITIVITY = 0.85  # the issue's operating point: COVID-19 specificity at this sensitivity
@@ -48,6 +50,9 @@ def rows(name: str, folder: Path) -> list[str]:
 
 
 def main(arguments: list[str]) -> None:
+    if arguments[0] == "--leave-one-out":
+        print(leave_one_out_table(read_leave_one_out_report(Path(arguments[1]))))
+        return
     print(
         "| model | backbone | data | n | macro AUC (95% CI) | COVID-19 sens. / spec. "
         f"| COVID-19 spec. at {SENSITIVITY:.0%} sens. | pneumonia sens. / AUC "
