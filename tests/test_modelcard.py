@@ -25,6 +25,7 @@ from covidnet.assessment.reports import (
     LeaveOneOutReport,
     ReportError,
     read_gate_report,
+    read_leave_one_out_report,
     read_report,
     write_gate_report,
     write_leave_one_out_report,
@@ -140,7 +141,11 @@ def test_model_card_shows_per_source_results_and_leave_one_source_out_when_measu
 
 @pytest.mark.parametrize("path", COMMITTED_REPORTS, ids=lambda p: p.name)
 def test_committed_reports_read_and_write_back_unchanged(path, tmp_path):
-    reader, writer = (read_gate_report, write_gate_report) if path.stem == "gate" else (read_report, write_report)
+    special = {
+        "gate": (read_gate_report, write_gate_report),
+        LEAVE_ONE_OUT_REPORT: (read_leave_one_out_report, write_leave_one_out_report),
+    }
+    reader, writer = special.get(path.stem, (read_report, write_report))
     report = reader(path)
     assert report.schema_version == SCHEMA_VERSION
     writer(report, tmp_path / path.name)
