@@ -91,17 +91,12 @@ class LungSegmenter:
         x = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)[None, None]
         return standardise(x)
 
-    def logits(self, image: Image.Image) -> torch.Tensor:
-        """(len(CONVENTIONS), S, S) logits over the squashed image."""
-        with torch.inference_mode():
-            return self.model(self.prepare(image))[0]
-
     def segment(self, image: Image.Image, convention: str = DEFAULT_CONVENTION) -> LungMask:
         return self.segment_batch([image], convention)[0]
 
     def segment_batch(self, images: Sequence[Image.Image], convention: str = DEFAULT_CONVENTION) -> list[LungMask]:
-        """``segment`` for many images from one forward pass (batched scoring: about 1.5 times the throughput of
-        one image at a time on this CPU; the logits agree to float tolerance)."""
+        """``segment`` for many images from one forward pass (batched scoring; its logits agree with one image at a
+        time to float tolerance, see benchmarks/segment_in_batches.py for the speed-up)."""
         if convention not in CONVENTIONS:
             raise ValueError(f"unknown lung mask convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
         if not images:

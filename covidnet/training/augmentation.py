@@ -85,15 +85,17 @@ class BorderErasing(nn.Module):
         return erased
 
 
+def _small_affine() -> v2.RandomAffine:
+    return v2.RandomAffine(degrees=7, translate=(0.06, 0.06), scale=(0.9, 1.1))
+
+
+def _exposure() -> list[nn.Module]:
+    return [v2.ColorJitter(brightness=0.25, contrast=0.25), RandomGamma()]
+
+
 def xray_augmentation() -> v2.Compose:
     """Small geometric and exposure changes that keep a radiograph plausible."""
-    return v2.Compose(
-        [
-            v2.RandomAffine(degrees=7, translate=(0.06, 0.06), scale=(0.9, 1.1)),
-            v2.ColorJitter(brightness=0.25, contrast=0.25),
-            RandomGamma(),
-        ]
-    )
+    return v2.Compose([_small_affine(), *_exposure()])
 
 
 def source_cue_augmentation() -> v2.Compose:
@@ -101,13 +103,12 @@ def source_cue_augmentation() -> v2.Compose:
     return v2.Compose(
         [
             v2.RandomApply([BorderErasing()], p=0.5),
-            v2.RandomAffine(degrees=7, translate=(0.06, 0.06), scale=(0.9, 1.1)),
+            _small_affine(),
             v2.RandomApply([ResolutionJitter()], p=0.5),
             v2.RandomChoice(
                 [v2.GaussianBlur(5, sigma=(0.1, 1.5)), v2.RandomAdjustSharpness(2.0, p=1.0), nn.Identity()]
             ),
-            v2.ColorJitter(brightness=0.25, contrast=0.25),
-            RandomGamma(),
+            *_exposure(),
             v2.RandomApply([GaussianNoise()], p=0.5),
         ]
     )

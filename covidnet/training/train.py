@@ -115,9 +115,9 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     val_loader = DataLoader(ScanDataset(val_records, build_transform(pending), lung_boxes=val_boxes), batch_size=64)
     model = model.to(device, memory_format=torch.channels_last)
     loss_fn = nn.CrossEntropyLoss()  # the sampler balances the labels
-    head_input = HeadInput(head(model, spec))
-    adversary = SourceAdversary(head(model, spec).in_features, len(sources)).to(device)
-    parameters = [*model.parameters(), *(adversary.parameters() if config.adversary else [])]
+    adversary = SourceAdversary(head(model, spec).in_features, len(sources)).to(device) if config.adversary else None
+    head_input = HeadInput(head(model, spec)) if adversary is not None else None
+    parameters = [*model.parameters(), *(adversary.parameters() if adversary is not None else [])]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.2)
@@ -134,7 +134,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         ):
             x, y, s = x.to(device, memory_format=torch.channels_last), y.to(device), s.to(device)
             loss = loss_fn(model(x), y)
-            if config.adversary:
+            if adversary is not None:
                 strength = ramp((epoch * len(loader) + step) / steps, config.adversary)
                 source_logits = adversary(head_input.features, y, strength)
                 loss = loss + loss_fn(source_logits, s)
@@ -159,7 +159,8 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
             print(f"{spec.name}: no improvement for {config.patience} epochs, stopping", flush=True)
             break
 
-    head_input.close()
+    if head_input is not None:
+        head_input.close()
     model.load_state_dict(best["state"])
     logits, labels = collect_logits(model, val_loader, device)
     temperature = fit_temperature(logits, labels)
@@ -237,7 +238,7 @@ def _save_state(
         "best_state": best["state"],
         "history": history,
         "model": model.state_dict(),
-        "adversary": adversary.state_dict(),
+        "adversary": adversary.state_dict() if adversary is not None else {},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle_rng.get_state(), "python": random.getstate()},
@@ -248,7 +249,8 @@ def _save_state(
 def _restore(path: Path, model, adversary, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
-    adversary.load_state_dict(state["adversary"])
+    if adversary is not None:
+        adversary.load_state_dict(state["adversary"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
