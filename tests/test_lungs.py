@@ -79,6 +79,20 @@ def test_the_mask_has_the_display_images_size_for_a_non_square_scan(lung_records
     assert 0 <= lungs.quality <= 1 and lungs.plausible
 
 
+def test_a_batch_with_inputs_made_ahead_and_a_thread_pool_finds_each_scans_lungs(held_out):
+    from concurrent.futures import ThreadPoolExecutor
+
+    segmenter = load_segmenter(SHIPPED)
+    images = [covidnet.read_scan(r.image).image for r in held_out[:6]]
+    with ThreadPoolExecutor(2) as pool:
+        batched = segmenter.segment_batch(images, inputs=[segmenter.prepare(i) for i in images], mapper=pool.map)
+    for image, together in zip(images, batched, strict=True):
+        alone = segmenter.segment(image)
+        assert together.mask.shape == (image.height, image.width)
+        assert np.mean(together.mask != alone.mask) < 1e-3
+        assert together.quality == pytest.approx(alone.quality, abs=1e-3) and together.box is not None
+
+
 @pytest.mark.parametrize("level", [0, 128, 255])
 def test_a_uniform_image_is_not_plausible_lungs(level):
     lungs = segment_lungs(_png(Image.new("L", (300, 240), level)), weights_dir=SHIPPED)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,16 +94,27 @@ class LungSegmenter:
     def segment(self, image: Image.Image, convention: str = DEFAULT_CONVENTION) -> LungMask:
         return self.segment_batch([image], convention)[0]
 
-    def segment_batch(self, images: Sequence[Image.Image], convention: str = DEFAULT_CONVENTION) -> list[LungMask]:
+    def segment_batch(
+        self,
+        images: Sequence[Image.Image],
+        convention: str = DEFAULT_CONVENTION,
+        *,
+        inputs: Sequence[torch.Tensor] | None = None,
+        mapper: Callable[..., Iterable[LungMask]] = map,
+    ) -> list[LungMask]:
         """``segment`` for many images from one forward pass (batched scoring; its logits agree with one image at a
-        time to float tolerance, see benchmarks/segment_in_batches.py for the speed-up)."""
+        time to float tolerance, see benchmarks/segment_in_batches.py for the speed-up). ``inputs`` are the images'
+        ``prepare`` results where they were made ahead (e.g. by reading threads); ``mapper`` runs the clean-up of
+        each image's mask (a thread pool's ``map`` spreads it over the CPUs)."""
         if convention not in CONVENTIONS:
             raise ValueError(f"unknown lung mask convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
         if not images:
             return []
         with torch.inference_mode():
-            logits = self.model(torch.cat([self.prepare(image) for image in images]))[:, CONVENTIONS.index(convention)]
-        return [postprocess(one, (i.height, i.width), convention) for one, i in zip(logits, images, strict=True)]
+            x = torch.cat(list(inputs) if inputs is not None else [self.prepare(image) for image in images])
+            logits = self.model(x)[:, CONVENTIONS.index(convention)]
+        sizes = [(image.height, image.width) for image in images]
+        return list(mapper(postprocess, logits, sizes, [convention] * len(images)))
 
 
 def postprocess(logits: torch.Tensor, size: tuple[int, int], convention: str = DEFAULT_CONVENTION) -> LungMask:

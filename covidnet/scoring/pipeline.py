@@ -1,12 +1,12 @@
 """Batched scoring on one machine: scans are read and prepared in a thread pool while the models run on batches.
 
-Reading (``read_scan``) and the preparation of each model that does not crop to the lungs (``Predictor.prepare``)
-run in worker threads a bounded number of scans ahead of the models, so at most ``AHEAD`` batches of decoded
-scans are held at once, however long the listing. Each batch then has its lungs found in one forward pass of the
-lung segmenter (once per scan, however many models), lung-crop models are prepared, and it goes through every
-model in one ``Predictor.analyze_batch`` (one forward pass, the gate on the batch); its results come out
-together, in input order, as one block. Batch size 1 is the one-scan-at-a-time path: no threads, read then
-analyse.
+Reading (``read_scan``), the lung segmenter's input and the preparation of each model that does not crop to the
+lungs (``Predictor.prepare``) run in worker threads a bounded number of scans ahead of the models, so at most
+``AHEAD`` batches of decoded scans are held at once, however long the listing. Each batch then has its lungs found
+in one forward pass of the lung segmenter (once per scan, however many models; each mask cleaned up in the
+threads), lung-crop models are prepared, and it goes through every model in one ``Predictor.analyze_batch`` (one
+forward pass, the gate on the batch); its results come out together, in input order, as one block. Batch size 1
+is the one-scan-at-a-time path: no threads, read then analyse.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import torch
 
 from covidnet.errors import CovidNetError
 from covidnet.inference.predictor import Predictor, Prepared, load
@@ -46,6 +48,7 @@ class _Read:
     scan: Scan | None
     error: str | None
     ready: dict[int, Prepared] | None = None  # predictor index → its input, for models that do not crop
+    lung_inputs: dict[int, torch.Tensor] | None = None  # id of a lung segmenter → its input
 
 
 class Block(NamedTuple):
@@ -106,7 +109,7 @@ def score_blocks(
     with threads as pool:
         reads = map(read, items) if pool is None else _ahead(pool, read, items, AHEAD * batch_size)
         while chunk := list(islice(reads, batch_size)):
-            inputs = _prepare(chunk, predictors, shared)
+            inputs = _prepare(chunk, predictors, shared, map if pool is None else pool.map)
             results = _analyse(chunk, inputs, predictors, explain, heatmaps, done or Finished())
             drawn = [(r.analysis, r.heatmap) for r in results if r.heatmap is not None]
             list(map(_save_overlay, drawn) if pool is None else pool.map(_save_overlay, drawn))
@@ -137,21 +140,31 @@ def _read(item: Item, predictors: Sequence[Predictor], shared: list[int]) -> _Re
     try:
         scan = read_scan(source, name=name)
         ready = {k: predictors[k].prepare(scan) for k in set(shared) if not predictors[k].preprocessing.crops_to_lungs}
+        segmenters = {id(p.segmenter): p.segmenter for p in predictors if p.segmenter is not None}
+        lung_inputs = {key: segmenter.prepare(scan.image) for key, segmenter in segmenters.items()}
     except CovidNetError as e:
         return _Read(name, None, str(e))
-    return _Read(name, scan, None, ready)
+    return _Read(name, scan, None, ready, lung_inputs)
 
 
-def _prepare(chunk: list[_Read], predictors: Sequence[Predictor], shared: list[int]) -> list[list[Prepared]]:
-    """For each predictor, the inputs of the chunk's readable scans: the lungs found in one batch per segmenter,
-    attached to the inputs prepared while reading, and lung-crop models' inputs cut around them."""
+def _prepare(
+    chunk: list[_Read], predictors: Sequence[Predictor], shared: list[int], mapper: Callable = map
+) -> list[list[Prepared]]:
+    """For each predictor, the inputs of the chunk's readable scans: the lungs found in one batch per segmenter
+    (from the inputs made while reading, each mask cleaned up by ``mapper``), attached to the inputs prepared while
+    reading, and lung-crop models' inputs cut around them."""
     readable = [r for r in chunk if r.scan is not None]
     lungs: dict[int, list[LungMask | None]] = {}  # per segmenter
     for predictor in predictors:
-        segmenter = predictor.segmenter
-        if id(segmenter) not in lungs:
+        segmenter, key = predictor.segmenter, id(predictor.segmenter)
+        if key not in lungs:
             images = [r.scan.image for r in readable]
-            lungs[id(segmenter)] = [None] * len(readable) if segmenter is None else segmenter.segment_batch(images)
+            inputs = [r.lung_inputs[key] for r in readable]
+            lungs[key] = (
+                [None] * len(readable)
+                if segmenter is None
+                else segmenter.segment_batch(images, inputs=inputs, mapper=mapper)
+            )
     made: dict[int, list[Prepared]] = {}
     for k in shared:
         if k not in made:
