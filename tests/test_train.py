@@ -111,15 +111,18 @@ def test_leave_one_source_out_trains_without_the_source_and_measures_on_all_of_i
     assert source.left_out.n == len(pool) and source.left_out.class_counts["covid"] == 0
     assert source.left_out.sensitivity["covid"] is None and 0 <= source.left_out.macro_auc <= 1
     assert 0 <= source.validation_macro_auc <= 1 and 0 <= source.internal_test_macro_auc <= 1
+    trained = [r for r in rows if r["dataset"] != "nih-chestxray8" and r["sha256"] in in_pool(SPLIT, "train")]
+    assert sum(source.train_images.values()) == len(trained)
     write_leave_one_out_report(report, tmp_path / "reports" / f"{LEAVE_ONE_OUT_REPORT}.json")
     assert find_leave_one_out_report(tmp_path / "reports") == report
     assert multi_label_sources(read_metadata(subset)) == ["covid19-radiography-db", "ieee8023", "kermany",
                                                           "nih-chestxray8"]  # fmt: skip
 
 
-def in_pool(split_file: Path) -> set[str]:
-    """The sha256 of every image of the split file's train, val and test parts."""
-    return {sha for sha, entry in read_split_file(split_file).items() if entry.split in ("train", "val", "test")}
+def in_pool(split_file: Path, *parts: str) -> set[str]:
+    """The sha256 of every image of the split file's ``parts`` (default: train, val and test)."""
+    parts = parts or ("train", "val", "test")
+    return {sha for sha, entry in read_split_file(split_file).items() if entry.split in parts}
 
 
 def test_augmentation_keeps_a_greyscale_radiograph_greyscale_and_its_size():

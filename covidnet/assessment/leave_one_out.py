@@ -64,6 +64,7 @@ def leave_one_source_out(
             internal_test_macro_auc=measure(without(parts["test"], [source]), "test").macro_auc.value,
             left_out=_source_metrics(left_out),
             seconds=meta.training["seconds"],
+            train_images=meta.training["train_images"],
         )
     settings = {k: v for k, v in meta.training["settings"].items() if k not in ("out", "state_dir", "exclude")}
     return LeaveOneOutReport(template.backbone, settings, rounds, command)

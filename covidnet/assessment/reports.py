@@ -378,6 +378,7 @@ class HeldOutSource:
     internal_test_macro_auc: float  # on the internal test split, without the left-out source
     left_out: SourceMetrics  # on every scan of the left-out source (none was trained on or selected on)
     seconds: float  # training time
+    train_images: dict[str, int] | None = None  # per class; None in reports written before it was recorded
 
 
 @dataclass(frozen=True)
@@ -402,6 +403,9 @@ class LeaveOneOutReport:
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
+        for entry in record["sources"].values():
+            if entry["train_images"] is None:  # not recorded: left out, as the report was written
+                del entry["train_images"]
         return {"schema_version": record.pop("schema_version"), **record}
 
 

@@ -70,14 +70,16 @@ def source_table(reports: dict[str, EvaluationReport]) -> str:
 def leave_one_out_table(report: LeaveOneOutReport) -> str:
     """A Markdown table: per left-out source, the model trained without it on that source and on the rest."""
     lines = [
-        "| left out | trained for | n (COVID-19 / Normal / Pneumonia) | accuracy | macro AUC | sensitivity "
-        "| validation macro AUC (without it) | internal test macro AUC (without it) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| left out | trained for | trained on (COVID-19 / Normal / Pneumonia) | n (COVID-19 / Normal / Pneumonia) "
+        "| accuracy | macro AUC | sensitivity | validation macro AUC (without it) "
+        "| internal test macro AUC (without it) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for source, r in report.sources.items():
+        trained = "–" if r.train_images is None else " / ".join(str(r.train_images.get(c, 0)) for c in CLASSES)
         lines.append(
-            f"| {source} | {r.seconds / 60:.0f} min | {_source_cells(r.left_out)} | {r.validation_macro_auc:.3f} "
-            f"| {r.internal_test_macro_auc:.3f} |"
+            f"| {source} | {r.seconds / 60:.0f} min | {trained} | {_source_cells(r.left_out)} "
+            f"| {r.validation_macro_auc:.3f} | {r.internal_test_macro_auc:.3f} |"
         )
     return "\n".join(lines)
 
