@@ -104,6 +104,9 @@ def render(
         "Out of scope: lateral views, CT, paediatric COVID-19, other diseases. The app warns about inputs that do "
         "not look like chest X-rays and about lateral views, but cannot catch every one; the lateral-view rule "
         "could not be measured on lateral films (none are in the shared data).",
+        "Outside their training sources the models do far worse than on the internal test (see *Leave one source "
+        "out* and the external rows above). Retraining experiments against source shortcuts, with what each "
+        "measure did on sources left out of training, are in `docs/experiments/README.md`.",
     ]
     return f"""# CovidNet model card
 

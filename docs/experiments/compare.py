@@ -2,16 +2,23 @@
 
     python docs/experiments/compare.py NAME=REPORTS_DIR [NAME=REPORTS_DIR ...] > table.md
     python docs/experiments/compare.py --leave-one-out REPORT.json   # the model card's leave-one-source-out table
+    python docs/experiments/compare.py --ablation NAME=RUN_DIR [...]  # one row per training run, its choices first
 
 A reports folder holds ``internal_test.json`` and ``external.json`` as ``covidnet evaluate --split test|external``
 writes them. One row per experiment, backbone and split: macro AUC with its interval, COVID-19 sensitivity and
 specificity (at the predicted class, and at the ROC point with 85% sensitivity), pneumonia sensitivity and AUC,
 heatmap mass inside the lungs (median, and share of scans above half), and the source probe's accuracy next to
 its majority baseline (internal test only: one source outside).
+
+``--ablation`` reads a run folder (its ``resnet18.json`` metadata next to the reports, as ``docs/experiments/abl_*``
+hold them) and puts first what the run was chosen on, never ieee8023: the validation macro AUC of the selected
+epoch (validation with the held-out source's training films moved in) and the share of the held-out source's
+validation and test films it finds; then the internal test and ieee8023 figures as above.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -49,9 +56,57 @@ def rows(name: str, folder: Path) -> list[str]:
     return lines
 
 
+ABLATION_SETTINGS = ("crop", "intensity", "augment", "balance", "adversary")
+
+
+def ablation_row(name: str, folder: Path) -> str:
+    """One training run: its choices, what it was selected on, and the internal test and ieee8023 figures."""
+    meta = json.loads((folder / "resnet18.json").read_text())
+    training = meta["training"]
+    settings = training["settings"]
+    choices = ", ".join([f"{meta['input_size']} px", *(f"{k} {settings.get(k)}" for k in ABLATION_SETTINGS)])
+    selected = next(h for h in training["history"] if h["epoch"] == training["best_epoch"])
+    held_out = training.get("held_out_sources", [])
+    found, total = 0.0, 0
+    for split in ("validation", "internal_test"):
+        by_source = read_report(folder / f"{split}.json").backbones["resnet18"].by_source or {}
+        for source in held_out:
+            if source in by_source:
+                m = by_source[source]
+                found += m.accuracy * m.n
+                total += m.n
+    cells = [name, choices, f"{training['seconds'] / 60:.0f} min", f"{training['best_epoch']}",
+             f"{selected['val_macro_auc']:.3f}", f"{found / total:.2f} of {total}" if total else "–"]  # fmt: skip
+    for split in ("internal_test", "external"):
+        result = read_report(folder / f"{split}.json").backbones["resnet18"]
+        m, checks = result.metrics, result.shortcuts
+        cells.append(f"{m.macro_auc.value:.3f}")
+        if split == "external":
+            cells.append(f"{specificity_at(m.roc['covid'], SENSITIVITY):.2f}")
+            cells.append(f"{m.per_class['pneumonia'].sensitivity.value:.2f}")
+        in_lungs = checks.heatmap_in_lungs["all"] if checks else None
+        cells.append(f"{in_lungs.median:.2f}" if in_lungs else "–")
+        if split == "internal_test":
+            probe = checks.source_probe if checks else None
+            cells.append(f"{probe.accuracy:.2f} ({probe.majority_baseline:.2f})" if probe and probe.accuracy else "–")
+    return "| " + " | ".join(cells) + " |"
+
+
 def main(arguments: list[str]) -> None:
     if arguments[0] == "--leave-one-out":
         print(leave_one_out_table(read_leave_one_out_report(Path(arguments[1]))))
+        return
+    if arguments[0] == "--ablation":
+        print(
+            "| run | choices | trained for | epoch | selection: validation macro AUC | held-out source found "
+            "| internal test macro AUC | heatmap in lungs (internal, median) | source probe (majority) "
+            f"| ieee8023 macro AUC | COVID-19 spec. at {SENSITIVITY:.0%} sens. | pneumonia sens. "
+            "| heatmap in lungs (ieee8023, median) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for argument in arguments[1:]:
+            name, folder = argument.split("=", 1)
+            print(ablation_row(name, Path(folder)))
         return
     print(
         "| model | backbone | data | n | macro AUC (95% CI) | COVID-19 sens. / spec. "
