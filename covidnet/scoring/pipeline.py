@@ -158,8 +158,7 @@ def _prepare(
     for predictor in predictors:
         segmenter, key = predictor.segmenter, id(predictor.segmenter)
         if key not in lungs:
-            images = [r.scan.image for r in readable]
-            inputs = [r.lung_inputs[key] for r in readable]
+            images, inputs = [r.scan.image for r in readable], [r.lung_inputs.get(key) for r in readable]
             lungs[key] = (
                 [None] * len(readable)
                 if segmenter is None
