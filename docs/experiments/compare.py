@@ -56,6 +56,7 @@ def rows(name: str, folder: Path) -> list[str]:
     return lines
 
 
+ADULT_PNEUMONIA = ("nih-chestxray8", "rsna-lung-opacity")
 ABLATION_SETTINGS = ("crop", "intensity", "augment", "balance", "adversary")
 
 
@@ -89,7 +90,17 @@ def ablation_row(name: str, folder: Path) -> str:
         if split == "internal_test":
             probe = checks.source_probe if checks else None
             cells.append(f"{probe.accuracy:.2f} ({probe.majority_baseline:.2f})" if probe and probe.accuracy else "–")
+            cells.append(" / ".join(_adult_pneumonia_found(result.by_source or {})))
     return "| " + " | ".join(cells) + " |"
+
+
+def _adult_pneumonia_found(by_source: dict) -> list[str]:
+    """The pneumonia sensitivity on each adult pneumonia source of the internal test (NIH, then RSNA)."""
+    found = []
+    for prefix in ADULT_PNEUMONIA:
+        rates = [m.sensitivity["pneumonia"] for name, m in by_source.items() if name.startswith(prefix)]
+        found.append(f"{rates[0]:.2f}" if rates and rates[0] is not None else "–")
+    return found
 
 
 def main(arguments: list[str]) -> None:
@@ -100,10 +111,11 @@ def main(arguments: list[str]) -> None:
         print(
             "| run | choices | trained for | epoch | selection: validation macro AUC | held-out source found "
             "| internal test macro AUC | heatmap in lungs (internal, median) | source probe (majority) "
+            "| adult pneumonia found (NIH / RSNA, internal) "
             f"| ieee8023 macro AUC | COVID-19 spec. at {SENSITIVITY:.0%} sens. | pneumonia sens. "
             "| heatmap in lungs (ieee8023, median) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for argument in arguments[1:]:
             name, folder = argument.split("=", 1)
             print(ablation_row(name, Path(folder)))
