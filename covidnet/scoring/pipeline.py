@@ -157,13 +157,13 @@ def _prepare(
     lungs: dict[int, list[LungMask | None]] = {}  # per segmenter
     for predictor in predictors:
         segmenter, key = predictor.segmenter, id(predictor.segmenter)
-        if key not in lungs:
-            images, inputs = [r.scan.image for r in readable], [r.lung_inputs.get(key) for r in readable]
-            lungs[key] = (
-                [None] * len(readable)
-                if segmenter is None
-                else segmenter.segment_batch(images, inputs=inputs, mapper=mapper)
-            )
+        if key in lungs:
+            continue
+        if segmenter is None:
+            lungs[key] = [None] * len(readable)
+        else:
+            images, inputs = [r.scan.image for r in readable], [r.lung_inputs[key] for r in readable]
+            lungs[key] = segmenter.segment_batch(images, inputs=inputs, mapper=mapper)
     made: dict[int, list[Prepared]] = {}
     for k in shared:
         if k not in made:

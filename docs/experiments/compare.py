@@ -57,6 +57,7 @@ def rows(name: str, folder: Path) -> list[str]:
 
 
 ADULT_PNEUMONIA = ("nih-chestxray8", "rsna-lung-opacity")
+RUN_REPORTS = ("validation", "internal_test", "external")
 ABLATION_SETTINGS = ("crop", "intensity", "augment", "balance", "adversary")
 
 
@@ -67,19 +68,19 @@ def ablation_row(name: str, folder: Path) -> str:
     settings = training["settings"]
     choices = ", ".join([f"{meta['input_size']} px", *(f"{k} {settings.get(k)}" for k in ABLATION_SETTINGS)])
     selected = next(h for h in training["history"] if h["epoch"] == training["best_epoch"])
-    held_out = training.get("held_out_sources", [])
-    found, total = 0.0, 0
-    for split in ("validation", "internal_test"):
-        by_source = read_report(folder / f"{split}.json").backbones["resnet18"].by_source or {}
-        for source in held_out:
-            if source in by_source:
-                m = by_source[source]
-                found += m.accuracy * m.n
-                total += m.n
+    reports = {split: read_report(folder / f"{split}.json").backbones["resnet18"] for split in RUN_REPORTS}
+    held_out = [
+        m
+        for split in ("validation", "internal_test")
+        for source, m in (reports[split].by_source or {}).items()
+        if source in training.get("held_out_sources", [])
+    ]
+    total = sum(m.n for m in held_out)
+    found = sum(m.accuracy * m.n for m in held_out)
     cells = [name, choices, f"{training['seconds'] / 60:.0f} min", f"{training['best_epoch']}",
              f"{selected['val_macro_auc']:.3f}", f"{found / total:.2f} of {total}" if total else "–"]  # fmt: skip
     for split in ("internal_test", "external"):
-        result = read_report(folder / f"{split}.json").backbones["resnet18"]
+        result = reports[split]
         m, checks = result.metrics, result.shortcuts
         cells.append(f"{m.macro_auc.value:.3f}")
         if split == "external":
