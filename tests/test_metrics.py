@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from covidnet.assessment.metrics import macro_auc, sensitivity_at_specificity, source_summary, summarise
+from covidnet.assessment.metrics import (
+    covid_vs_pneumonia_auc,
+    macro_auc,
+    sensitivity_at_specificity,
+    source_summary,
+    summarise,
+)
 from covidnet.training.calibration import expected_calibration_error, fit_temperature, reliability_bins
 
 
@@ -43,6 +49,17 @@ def test_a_missing_class_gives_no_auc_rather_than_a_wrong_one():
     assert not np.isnan(macro_auc(one_hot(labels), labels))
     m = summarise(one_hot(labels), labels)
     assert m["per_class"]["pneumonia"]["auc"]["value"] is None
+
+
+def test_covid_against_pneumonia_is_measured_on_those_two_classes_only():
+    labels = np.repeat([0, 1, 2], 20)
+    confused = np.array([[0.45, 0.1, 0.45]] * 20 + [[0.05, 0.9, 0.05]] * 20 + [[0.45, 0.1, 0.45]] * 20)
+    m = summarise(confused, labels)  # COVID-19 stands out from the normals only
+    assert m["per_class"]["covid"]["auc"]["value"] == pytest.approx(0.75)
+    assert m["covid_vs_pneumonia_auc"]["value"] == pytest.approx(0.5)
+    told_apart = np.array([[0.6, 0.1, 0.3]] * 20 + [[0.05, 0.9, 0.05]] * 20 + [[0.3, 0.1, 0.6]] * 20)
+    assert covid_vs_pneumonia_auc(told_apart, labels) == 1.0
+    assert np.isnan(covid_vs_pneumonia_auc(told_apart[:40], labels[:40]))  # no pneumonia
 
 
 def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():

@@ -47,6 +47,7 @@ def summarise(probabilities: np.ndarray, labels: np.ndarray, *, seed: int = 0) -
         "covid_sensitivity_at_95_specificity": with_interval(
             lambda p, y: sensitivity_at_specificity(p[:, covid], y == covid, COVID_SPECIFICITY)
         ),
+        "covid_vs_pneumonia_auc": with_interval(covid_vs_pneumonia_auc),
         "confusion_matrix": confusion_matrix(labels, predictions, labels=range(len(CLASSES))).tolist(),
         "roc": {name: _roc_points(probabilities[:, k], labels == k) for k, name in enumerate(CLASSES)},
         "ece": expected_calibration_error(probabilities, labels),
@@ -71,6 +72,14 @@ def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
     aucs = [_auc(probabilities[:, k], labels == k) for k in range(len(CLASSES))]
     aucs = [a for a in aucs if not np.isnan(a)]
     return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def covid_vs_pneumonia_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """AUC of the COVID-19 probability on the COVID-19 and pneumonia scans only: does the model tell COVID-19 from
+    other pneumonia (NaN without both)."""
+    covid, pneumonia = CLASSES.index("covid"), CLASSES.index("pneumonia")
+    either = (labels == covid) | (labels == pneumonia)
+    return _auc(probabilities[either, covid], labels[either] == covid)
 
 
 def source_summary(probabilities: np.ndarray, labels: np.ndarray) -> dict:

@@ -93,12 +93,14 @@ class Metrics:
     ece: float  # expected calibration error of the calibrated probabilities
     reliability: list[dict[str, Any]]  # calibration bins: low, high, count, confidence, accuracy
     selective: list[dict[str, Any]]  # per top-probability threshold: threshold, coverage, accuracy
+    covid_vs_pneumonia_auc: Interval | None = None  # None in reports written before it was measured
 
     @classmethod
     def from_dict(cls, record: Any, where: str) -> Metrics:
         record = dict(_checked(cls, record, where))
-        for name in ("accuracy", "macro_auc", "covid_sensitivity_at_95_specificity"):
-            record[name] = Interval.from_dict(record[name], f"{where}.{name}")
+        for name in ("accuracy", "macro_auc", "covid_sensitivity_at_95_specificity", "covid_vs_pneumonia_auc"):
+            if name in record:
+                record[name] = Interval.from_dict(record[name], f"{where}.{name}")
         record["per_class"] = {
             c: ClassMetrics.from_dict(m, f"{where}.per_class.{c}") for c, m in record["per_class"].items()
         }

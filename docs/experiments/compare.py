@@ -13,7 +13,8 @@ its majority baseline (internal test only: one source outside).
 ``--ablation`` reads a run folder (its ``resnet18.json`` metadata next to the reports, as ``docs/experiments/abl_*``
 hold them) and puts first what the run was chosen on, never ieee8023: the validation macro AUC of the selected
 epoch (validation with the held-out source's training films moved in) and the share of the held-out source's
-validation and test films it finds; then the internal test and ieee8023 figures as above.
+validation and test films it finds; then the internal test and ieee8023 figures as above, with ieee8023's COVID-19-against-pneumonia AUC (the COVID-19
+probability on its COVID-19 and pneumonia films only; "–" in reports written before it was measured).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def rows(name: str, folder: Path) -> list[str]:
 
 ADULT_PNEUMONIA = ("nih-chestxray8", "rsna-lung-opacity")
 RUN_REPORTS = ("validation", "internal_test", "external")
-ABLATION_SETTINGS = ("crop", "intensity", "augment", "balance", "adversary")
+ABLATION_SETTINGS = ("epochs", "init", "lr", "seed", "crop", "intensity", "augment", "balance", "adversary")
 
 
 def ablation_row(name: str, folder: Path) -> str:
@@ -85,6 +86,8 @@ def ablation_row(name: str, folder: Path) -> str:
         cells.append(f"{m.macro_auc.value:.3f}")
         if split == "external":
             cells.append(f"{specificity_at(m.roc['covid'], SENSITIVITY):.2f}")
+            pair = m.covid_vs_pneumonia_auc  # None in reports written before it was measured
+            cells.append(f"{pair.value:.3f} ({pair.low:.2f}–{pair.high:.2f})" if pair else "–")
             cells.append(f"{m.per_class['pneumonia'].sensitivity.value:.2f}")
         in_lungs = checks.heatmap_in_lungs["all"] if checks else None
         cells.append(f"{in_lungs.median:.2f}" if in_lungs else "–")
@@ -113,10 +116,10 @@ def main(arguments: list[str]) -> None:
             "| run | choices | trained for | epoch | selection: validation macro AUC | held-out source found "
             "| internal test macro AUC | heatmap in lungs (internal, median) | source probe (majority) "
             "| adult pneumonia found (NIH / RSNA, internal) "
-            f"| ieee8023 macro AUC | COVID-19 spec. at {SENSITIVITY:.0%} sens. | pneumonia sens. "
-            "| heatmap in lungs (ieee8023, median) |"
+            f"| ieee8023 macro AUC | COVID-19 spec. at {SENSITIVITY:.0%} sens. | COVID-19 vs pneumonia AUC (95% CI) "
+            "| pneumonia sens. | heatmap in lungs (ieee8023, median) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for argument in arguments[1:]:
             name, folder = argument.split("=", 1)
             print(ablation_row(name, Path(folder)))
