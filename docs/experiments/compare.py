@@ -13,8 +13,9 @@ its majority baseline (internal test only: one source outside).
 ``--ablation`` reads a run folder (its ``resnet18.json`` metadata next to the reports, as ``docs/experiments/abl_*``
 hold them) and puts first what the run was chosen on, never ieee8023: the validation macro AUC of the selected
 epoch (validation with the held-out source's training films moved in) and the share of the held-out source's
-validation and test films it finds; then the internal test and ieee8023 figures as above, with ieee8023's COVID-19-against-pneumonia AUC (the COVID-19
-probability on its COVID-19 and pneumonia films only; "–" in reports written before it was measured).
+validation and test films it finds; then the internal test and ieee8023 figures as above, with ieee8023's
+COVID-19-against-pneumonia AUC (the COVID-19 probability on its COVID-19 and pneumonia films only; "–" in reports
+written before it was measured).
 """
 
 from __future__ import annotations
