@@ -107,7 +107,10 @@ class Metrics:
         return cls(**record)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if self.covid_vs_pneumonia_auc is None:  # a report written before it was measured stays as it was
+            del record["covid_vs_pneumonia_auc"]
+        return record
 
 
 _METRIC_KEYS = {f.name for f in fields(Metrics)}

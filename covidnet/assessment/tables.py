@@ -39,8 +39,8 @@ def results_table(reports: dict[str, EvaluationReport]) -> str:
     """A Markdown table: one row per model and data set, with bootstrap intervals."""
     lines = [
         "| data | model | n | macro AUC | accuracy | COVID-19 sensitivity | COVID-19 specificity "
-        f"| COVID-19 sens. at {COVID_SPECIFICITY:.0%} spec. | ECE |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| COVID-19 sens. at {COVID_SPECIFICITY:.0%} spec. | COVID-19 vs pneumonia AUC | ECE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, report in shown(reports).items():
         for model, m in report.models().items():
@@ -48,7 +48,8 @@ def results_table(reports: dict[str, EvaluationReport]) -> str:
             lines.append(
                 f"| {REPORT_TITLES[name]} | {model} | {m.n} | {_ci(m.macro_auc)} | {_ci(m.accuracy)} | "
                 f"{_ci(covid.sensitivity)} | {_ci(covid.specificity)} | "
-                f"{_ci(m.covid_sensitivity_at_95_specificity)} | {m.ece:.3f} |"
+                f"{_ci(m.covid_sensitivity_at_95_specificity)} | "
+                f"{_ci(m.covid_vs_pneumonia_auc) if m.covid_vs_pneumonia_auc else '–'} | {m.ece:.3f} |"
             )
     return "\n".join(lines)
 
