@@ -68,9 +68,11 @@ def test_same_seed_gives_the_same_weights_and_an_interrupted_run_resumes_exactly
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "c", epochs=2))
     monkeypatch.setattr(training, "collect_logits", original)
+    state = torch.load(next((tmp_path / "c").rglob("resnet18.state.pt")), weights_only=True)
     resumed = train(config(tmp_path / "c", epochs=2, resume=True))
     assert [h["epoch"] for h in resumed.training["history"]] == [1, 2]
     assert resumed.sha256 == uninterrupted.sha256
+    assert resumed.training["seconds"] > state["seconds"] > 0  # the time before the interruption counts
 
 
 @pytest.mark.slow

@@ -124,7 +124,10 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     state_path = Path(config.state_dir) / f"{spec.name}.state.pt"
     first_epoch, best = 0, {"auc": -1.0, "epoch": -1, "state": None}
     if config.resume and state_path.exists():
-        first_epoch, best, config.history = _restore(state_path, model, adversary, optimizer, scheduler, shuffle_rng)
+        first_epoch, best, config.history, seconds_before = _restore(
+            state_path, model, adversary, optimizer, scheduler, shuffle_rng
+        )
+        started -= seconds_before  # a resumed run reports its whole training time
 
     for epoch in range(first_epoch, config.epochs):
         model.train()
@@ -154,7 +157,8 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
               flush=True)  # fmt: skip
         if auc > best["auc"]:
             best = {"auc": auc, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
-        _save_state(state_path, epoch + 1, best, config.history, model, adversary, optimizer, scheduler, shuffle_rng)
+        _save_state(state_path, epoch + 1, best, config.history, model, adversary, optimizer, scheduler, shuffle_rng,
+                    seconds=time.time() - started)  # fmt: skip
         if epoch + 1 - best["epoch"] >= config.patience:
             print(f"{spec.name}: no improvement for {config.patience} epochs, stopping", flush=True)
             break
@@ -227,9 +231,11 @@ def _init_name(init: str) -> str:
 
 
 def _save_state(
-    path: Path, epoch: int, best: dict, history: list, model, adversary, optimizer, scheduler, shuffle_rng
-) -> None:
-    """Everything a resumed run needs to continue exactly where this one stopped, random states included."""
+    path: Path, epoch: int, best: dict, history: list, model, adversary, optimizer, scheduler, shuffle_rng, *,
+    seconds: float,
+) -> None:  # fmt: skip
+    """Everything a resumed run needs to continue exactly where this one stopped, random states included, and the
+    seconds it has trained so far."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "epoch": epoch,
@@ -237,6 +243,7 @@ def _save_state(
         "best_epoch": best["epoch"],
         "best_state": best["state"],
         "history": history,
+        "seconds": seconds,
         "model": model.state_dict(),
         "adversary": adversary.state_dict() if adversary is not None else {},
         "optimizer": optimizer.state_dict(),
@@ -246,7 +253,7 @@ def _save_state(
     torch.save(state, path)
 
 
-def _restore(path: Path, model, adversary, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list]:
+def _restore(path: Path, model, adversary, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list, float]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     if adversary is not None:
@@ -258,7 +265,7 @@ def _restore(path: Path, model, adversary, optimizer, scheduler, shuffle_rng) ->
     random.setstate(state["rng"]["python"])
     print(f"resuming after epoch {state['epoch']} (best macro AUC {state['best_auc']:.4f})", flush=True)
     best = {"auc": state["best_auc"], "epoch": state["best_epoch"], "state": state["best_state"]}
-    return state["epoch"], best, state["history"]
+    return state["epoch"], best, state["history"], state.get("seconds", 0.0)  # states saved before it was recorded
 
 
 def _as_json(value):
