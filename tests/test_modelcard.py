@@ -33,6 +33,8 @@ from covidnet.assessment.reports import (
 )
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import read_checkpoint_metadata
+from covidnet.training.data import Record
+from covidnet.training.splits import SplitEntry
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = ROOT / "weights" / "split.csv"
@@ -106,6 +108,23 @@ def test_model_card_and_readme_table_come_from_the_reports_and_touch_no_metadata
     assert "old" not in text and "| data | model |" in text and text.endswith("after\n")
     assert {p.name: p.read_bytes() for p in weights.glob("*.json")} == metadata_before  # evaluate records, not this
     assert "### By data source" not in markdown and "### Leave one source out" not in markdown  # not measured
+    external = read_report(reports / "external.json").ensemble.metrics.covid_vs_pneumonia_auc.value
+    assert "**No training source holds both COVID-19 and pneumonia images**" in markdown  # the shared data
+    assert f"the ensemble's COVID-19 vs pneumonia AUC is {external:.3f}." in markdown
+
+
+def test_the_covid_pneumonia_confound_is_named_only_when_no_training_source_holds_both():
+    def records(*labels_by_dataset):
+        return [Record(Path(f"{d}{i}.jpg"), label, sha256=f"{d}{i}", dataset=d)
+                for i, (d, label) in enumerate(labels_by_dataset)]  # fmt: skip
+
+    apart = records(("cxnet", "covid"), ("nih", "pneumonia"), ("nih", "normal"))
+    together = records(("cxnet", "covid"), ("nih", "pneumonia"), ("cxnet", "pneumonia"))
+    train = {r.sha256: SplitEntry(0, "train", 1) for r in apart + together}
+    assert "cxnet 1; pneumonia: nih 1" in model_card._covid_pneumonia_confound(apart, train, {})
+    assert model_card._covid_pneumonia_confound(together, train, {}) == ""
+    held_out = {**train, "cxnet2": SplitEntry(0, "external", 1)}  # the source with both is not trained on
+    assert model_card._covid_pneumonia_confound(together, held_out, {}) != ""
 
 
 def test_model_card_shows_per_source_results_and_leave_one_source_out_when_measured(weights_dir, tmp_path):

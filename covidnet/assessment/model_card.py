@@ -98,6 +98,7 @@ def render(
     quantile = next((m.gate["quantile"] for m in metas if m.gate.get("quantile")), GATE_QUANTILE)
     failure_modes = [
         _paediatric_confound(records, assigned),
+        _covid_pneumonia_confound(records, assigned, reports),
         _upscaled_sources(metadata_csv),
         _few_external_images(reports),
         "Images from papers and social media (ieee8023, COVID-CXNet) may carry arrows, text and crops.",
@@ -249,7 +250,7 @@ def _paediatric_confound(records: list[Record], assigned: dict[str, SplitEntry])
         else ""
     )
     adults = Counter(r.dataset for r in pneumonia if r.dataset not in PAEDIATRIC_DATASETS)
-    origin = ", ".join(f"{dataset} {n:,}" for dataset, n in adults.most_common())
+    origin = _counts(adults)
     noisy = f"; {TEXT_MINED_DATASET}'s labels are text-mined (noisy)" if TEXT_MINED_DATASET in adults else ""
     return (
         f"**Pneumonia is {children / len(pneumonia):.0%} paediatric** (Kermany, one hospital in Guangzhou: "
@@ -257,6 +258,36 @@ def _paediatric_confound(records: list[Record], assigned: dict[str, SplitEntry])
         f'"child → pneumonia or normal, adult with opacities → COVID-19". The adult pneumonia images: '
         f"{origin}{noisy}."
     )
+
+
+def _covid_pneumonia_confound(
+    records: list[Record], assigned: dict[str, SplitEntry], reports: dict[str, EvaluationReport]
+) -> str:
+    """A warning when no training source holds both COVID-19 and pneumonia images (then the source and the
+    COVID-19-against-pneumonia label are one variable in training), with what the external test measured."""
+    training = [r for r in records if (entry := assigned.get(r.sha256)) and entry.split == "train"]
+    covid = Counter(r.dataset for r in training if r.label == "covid")
+    pneumonia = Counter(r.dataset for r in training if r.label == "pneumonia")
+    if not covid or not pneumonia or covid.keys() & pneumonia.keys():
+        return ""
+    external = reports["external"].ensemble.metrics.covid_vs_pneumonia_auc if "external" in reports else None
+    measured = (
+        f" The external source holds both; on it the ensemble's COVID-19 vs pneumonia AUC is {external.value:.3f}."
+        if external and external.value is not None
+        else ""
+    )
+    return (
+        f"**No training source holds both COVID-19 and pneumonia images** (training images, COVID-19: "
+        f"{_counts(covid)}; pneumonia: {_counts(pneumonia)}): in training, the archive a film comes from and "
+        "whether it shows COVID-19 or another pneumonia are one variable, which no sampling, augmentation or source "
+        "penalty can separate, so on an unseen source a model tells the two apart only as far as it learned the "
+        f"disease.{measured}"
+    )
+
+
+def _counts(counter: Counter) -> str:
+    """``name n, name n, …``, most common first."""
+    return ", ".join(f"{name} {n:,}" for name, n in counter.most_common())
 
 
 def _upscaled_sources(metadata_csv: Path) -> str:
