@@ -3,6 +3,8 @@
 # a stop), evaluate it on the validation, internal test and external splits, and copy its metadata and reports to
 # docs/experiments/abl_<name>/ under the names compare.py reads. Two lanes side by side fill a 2-core machine.
 # usage: docs/experiments/ablation_lane.sh NAME "train options" [NAME "options" ...]
+# The options come after the defaults below (6 epochs, (source, label) balance, COVID-CXNet held out), so they
+# override them: "--epochs 14", "--balance label".
 set -u
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
