@@ -22,7 +22,7 @@ from pathlib import Path
 from load import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
-from app_server import CHROMIUM, FLAGS, rss_mb, serve_app
+from app_server import CHROMIUM, FLAGS, open_sidebar_page, rss_mb, serve_app
 
 SHIM = Path(__file__).resolve().parent / "cpu_torch_shim"
 SCAN = ROOT / "covidnet" / "sample_scans"
@@ -58,7 +58,7 @@ def measure(python: str, env: dict, scan: Path, backbones: int) -> dict:
         page.locator('input[type="file"]').first.set_input_files(str(scan))
         page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=TIMEOUT_MS)
         after_analyse = rss_mb(pid)
-        page.get_by_role("link", name="Compare backbones").click()
+        open_sidebar_page(page, "Compare backbones", TIMEOUT_MS)
         page.wait_for_function("document.querySelectorAll('input[type=file]').length >= 1", timeout=TIMEOUT_MS)
         page.locator('input[type="file"]').first.set_input_files(str(scan))
         page.wait_for_function(

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from app_server import FLAGS, serve_app
+from app_server import FLAGS, open_sidebar_page, serve_app
 
 import covidnet
 
@@ -57,8 +57,7 @@ def test_analyse_page_shows_chart_and_heatmap_for_an_uploaded_scan(server, brows
 
 def test_compare_page_shows_every_backbone(server, browser, real_scans):
     page = open_page(browser, server)
-    page.get_by_role("link", name="Compare backbones").click()
-    page.wait_for_selector("text=Compare backbones >> nth=-1")
+    open_sidebar_page(page, "Compare backbones")
     page.wait_for_function("document.querySelectorAll('input[type=file]').length >= 1")
     page.locator('input[type="file"]').first.set_input_files(str(real_scans[1]))
     expected = len(covidnet.backbones())
