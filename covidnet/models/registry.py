@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -23,7 +22,8 @@ import torchvision
 from torch import nn
 
 from covidnet.classes import CLASSES
-from covidnet.errors import CovidNetError, UnknownBackboneError
+from covidnet.errors import UnknownBackboneError
+from covidnet.models.pretrained import imagenet_start
 
 Init = Literal["scratch", "imagenet", "empty"]
 
@@ -36,6 +36,11 @@ def _linear_fc(model: nn.Module, num_classes: int) -> None:
 def _linear_classifier(model: nn.Module, num_classes: int) -> None:
     """DenseNet: ``classifier`` is the linear head."""
     model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+
+
+def _mobilenet_classifier(model: nn.Module, num_classes: int) -> None:
+    """MobileNetV2: ``classifier`` is dropout then the linear head, ``classifier.1``."""
+    model.classifier[1] = nn.Linear(model.classifier[1].in_features, num_classes)
 
 
 def _vgg_pooled_linear(model: nn.Module, num_classes: int) -> None:
@@ -60,11 +65,13 @@ class BackboneSpec:
     imagenet_weights: str  # torchvision weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
     gate_layers: tuple[str, ...]  # the first three stages, whose statistics the chest X-ray gate models
     shipped: bool = True  # trained weights ship in weights/ (the tests fail when they are missing)
+    tflite_source: str | None = None  # Google's ImageNet network in ../shared/pretrained, converted when torchvision's
+    # own weights are not cached here (models/pretrained.py)
 
 
 # Grad-CAM explains the last stage at 1/16 of the input (ResNet's layer3, DenseNet's third dense block,
-# VGG's last ReLU before the final pooling), so a 128-pixel input gives an 8×8 heatmap grid; the
-# stride-32 stages would give 4×4. 128 pixels is what trains all three within the CPU budget
+# VGG's last ReLU before the final pooling, MobileNetV2's last 96-channel block), so a 128-pixel input gives
+# an 8×8 heatmap grid; the stride-32 stages would give 4×4. 128 pixels is what trains all three within the CPU budget
 # (measured in benchmarks/README.md).
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -102,6 +109,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             imagenet_weights="VGG11_BN_Weights.IMAGENET1K_V1",
             gate_layers=("features.6", "features.13", "features.20"),  # ReLUs before pooling
         ),
+        BackboneSpec(
+            name="mobilenet_v2",
+            family="MobileNet",
+            builder="mobilenet_v2",
+            reset_head=_mobilenet_classifier,
+            head="classifier.1",
+            cam_layer="features.13",  # the last block at stride 16; features.14 starts the stride-32 stage
+            input_size=224,
+            imagenet_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
+            gate_layers=("features.3", "features.6", "features.13"),  # the last block at strides 4, 8 and 16
+            tflite_source="tf2_mobilenet_v2_1.0_224_ptq.tflite",
+            shipped=False,
+        ),
     )
 }
 
@@ -131,14 +151,15 @@ def get_spec(name: str) -> BackboneSpec:
 def build_model(name: str, *, init: Init = "scratch", num_classes: int = len(CLASSES)) -> nn.Module:
     """Build backbone ``name`` with a ``num_classes``-way head.
 
-    ``init="imagenet"`` loads torchvision's ImageNet weights, which must already be in TORCH_HOME's
-    cache: CovidNet never downloads anything, so a missing file is an error, not a download.
+    ``init="imagenet"`` loads torchvision's ImageNet weights when TORCH_HOME's cache holds them, else the spec's
+    converted TensorFlow Lite network (``models/pretrained.py``): CovidNet never downloads anything, so a missing
+    file is an error, not a download.
     ``init="empty"`` builds on the meta device, allocating nothing, for a checkpoint to fill with
     ``load_state_dict(..., assign=True)`` (VGG's discarded ImageNet head alone would take 500 MB).
 
-    The network is always built with torchvision's 1000-way head, which the spec's ``reset_head`` then
-    replaces: ImageNet weights need it, and building it also for "scratch" keeps a seeded initialisation
-    (and so ``covidnet train``'s results) what it was when the shipped checkpoints were trained.
+    The network is always built with its ImageNet head (torchvision's 1000-way, the TFLite 1001-way), which the
+    spec's ``reset_head`` then replaces: ImageNet weights need it, and building it also for "scratch" keeps a
+    seeded initialisation (and so ``covidnet train``'s results) what it was when the shipped checkpoints were trained.
     """
     spec = get_spec(name)
     if init == "empty":
@@ -147,12 +168,11 @@ def build_model(name: str, *, init: Init = "scratch", num_classes: int = len(CLA
             spec.reset_head(model, num_classes)
         return model
     if init == "scratch":
-        weights = None
+        model = torchvision.models.get_model(spec.builder, weights=None)
     elif init == "imagenet":
-        weights = _cached_imagenet_weights(spec)
+        model = imagenet_start(spec).model
     else:
         raise ValueError(f"init must be 'scratch', 'imagenet' or 'empty', not {init!r}")
-    model = torchvision.models.get_model(spec.builder, weights=weights)
     spec.reset_head(model, num_classes)
     return model
 
@@ -165,14 +185,3 @@ def cam_layer(model: nn.Module, spec: BackboneSpec) -> nn.Module:
 def head(model: nn.Module, spec: BackboneSpec) -> nn.Linear:
     """The final linear layer; its input is the penultimate feature vector."""
     return model.get_submodule(spec.head)
-
-
-def _cached_imagenet_weights(spec: BackboneSpec) -> torchvision.models.WeightsEnum:
-    weights = torchvision.models.get_weight(spec.imagenet_weights)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
-    if not cached.exists():
-        raise CovidNetError(
-            f"ImageNet weights for {spec.name} are not on this machine (looked for {cached}). "
-            "Put torchvision's file there or set TORCH_HOME, or train with --init scratch."
-        )
-    return weights

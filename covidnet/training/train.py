@@ -29,6 +29,7 @@ from covidnet.io.preprocessing import build_transform
 from covidnet.lungs.segment import load_segmenter
 from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
 from covidnet.models.metadata import CheckpointMetadata
+from covidnet.models.pretrained import imagenet_start
 from covidnet.models.registry import build_model, get_spec, head
 from covidnet.provenance import git_commit, seed_everything
 from covidnet.training.adversary import HeadInput, SourceAdversary, ramp
@@ -84,7 +85,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     train_records, val_records = train_records[:: config.limit or 1], val_records[:: config.limit or 1]
     device = torch.device(config.device)
 
-    model = _initial_model(config)
+    model, start = _initial_model(config)
     pending = CheckpointMetadata(
         backbone=spec.name,
         architecture=spec.builder,
@@ -95,6 +96,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         init=_init_name(config.init),
         crop=_crop(config),
         intensity=config.intensity,
+        **start,
     )
     train_boxes, val_boxes = _lung_boxes(config, train_records), _lung_boxes(config, val_records)
     shuffle_rng = torch.Generator().manual_seed(config.seed)
@@ -183,6 +185,8 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         input_size=input_size,
         out_dir=config.out,
         init=pending.init,
+        pretrained=pending.pretrained,
+        normalisation=pending.normalisation,
         crop=pending.crop,
         intensity=pending.intensity,
         temperature=temperature,
@@ -219,11 +223,18 @@ def _lung_boxes(config: TrainConfig, records: list[Record]) -> list | None:
     return lung_boxes(records, load_segmenter(), config.state_dir) if config.crop == "lungs" else None
 
 
-def _initial_model(config: TrainConfig) -> nn.Module:
-    if config.init in ("scratch", "imagenet"):
-        return build_model(config.backbone, init=config.init)
-    model, _ = load_checkpoint(config.backbone, Path(config.init))
-    return model.train()
+def _initial_model(config: TrainConfig) -> tuple[nn.Module, dict]:
+    """The network training starts from, and the metadata fields its start fixes: the input normalisation and
+    the ImageNet provenance (carried over from a checkpoint that training warm-starts from)."""
+    if config.init == "scratch":
+        return build_model(config.backbone, init="scratch"), {}
+    if config.init == "imagenet":
+        spec = get_spec(config.backbone)
+        start = imagenet_start(spec)
+        spec.reset_head(start.model, len(CLASSES))
+        return start.model.train(), {"normalisation": start.normalisation, "pretrained": start.record}
+    model, meta = load_checkpoint(config.backbone, Path(config.init))
+    return model.train(), {"normalisation": meta.normalisation, "pretrained": meta.pretrained}
 
 
 def _init_name(init: str) -> str:
