@@ -40,6 +40,7 @@ from covidnet.assessment.tables import (
     shortcut_table,
     shown,
     source_table,
+    within_archive_counts,
 )
 from covidnet.classes import CLASSES, display_name
 from covidnet.inference.gate import GATE_QUANTILE
@@ -138,7 +139,7 @@ apart); a group never straddles two splits. {_split_rule(records, assigned)}
 
 ## Results
 {CONFIDENCE:.0%} bootstrap intervals in brackets ({BOOTSTRAP_ROUNDS:,} resamples). The ensemble averages the
-backbones' calibrated probabilities. ECE is after temperature scaling.
+backbones' calibrated probabilities. ECE is after temperature scaling.{_within_archive(reports)}
 
 {results_table(reports)}
 {_by_source(reports)}{_leave_one_out(leave_one_out)}
@@ -348,6 +349,19 @@ def _schedule(settings: dict) -> str:
     return (
         f"{settings['epochs']} epochs on {share}, crop {settings['crop']}, intensity {settings['intensity']}, "
         f"augmentation {settings['augment']}, balance {settings['balance']}, adversary {settings['adversary']}"
+    )
+
+
+def _within_archive(reports: dict[str, EvaluationReport]) -> str:
+    """What the within-archive COVID-19 vs pneumonia AUC is and the films it is measured on (empty when no report
+    has it)."""
+    counts = within_archive_counts(reports)
+    if not counts:
+        return ""
+    return (
+        " The COVID-19 vs pneumonia AUC ranks the COVID-19 probability on the COVID-19 and pneumonia images only; "
+        "pooled over a source whose archives hold different labels it partly tells the archives apart, so it is also "
+        f'given within each ieee8023 archive that holds both ({counts}); "–" where a report lacks it.'
     )
 
 
