@@ -224,9 +224,9 @@ def test_the_results_table_shows_the_within_archive_auc_and_a_dash_where_a_repor
         {"internal_test": reports["internal_test"]}
     )
     counts = tables.within_archive_counts(reports)
-    assert counts == "external source (never trained on): Eurorad 28 COVID-19 / 29 pneumonia films, Radiopaedia 64 " \
-                     "COVID-19 / 31 pneumonia films"  # fmt: skip
-    assert f"given within each ieee8023 archive that holds both ({counts})" in model_card._within_archive(reports)
+    assert counts == "Eurorad 28 COVID-19 / 29 pneumonia, Radiopaedia 64 COVID-19 / 31 pneumonia in the external " \
+                     "source (never trained on)"  # fmt: skip
+    assert f"on these films: {counts}." in model_card._within_archive(reports)
     assert model_card._within_archive({"internal_test": reports["internal_test"]}) == ""
 
 

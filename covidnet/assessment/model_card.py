@@ -139,10 +139,10 @@ apart); a group never straddles two splits. {_split_rule(records, assigned)}
 
 ## Results
 {CONFIDENCE:.0%} bootstrap intervals in brackets ({BOOTSTRAP_ROUNDS:,} resamples). The ensemble averages the
-backbones' calibrated probabilities. ECE is after temperature scaling.{_within_archive(reports)}
+backbones' calibrated probabilities. ECE is after temperature scaling.
 
 {results_table(reports)}
-{_by_source(reports)}{_leave_one_out(leave_one_out)}
+{_within_archive(reports)}{_by_source(reports)}{_leave_one_out(leave_one_out)}
 ## Shortcut checks
 Accuracy when the lungs are blacked out and when everything except the lungs is (both on the scans where the lung
 segmenter found plausible lungs, next to the unmasked accuracy on the same scans), and with the top {TOP_BAND:.0%}
@@ -358,11 +358,11 @@ def _within_archive(reports: dict[str, EvaluationReport]) -> str:
     counts = within_archive_counts(reports)
     if not counts:
         return ""
-    return (
-        " The COVID-19 vs pneumonia AUC ranks the COVID-19 probability on the COVID-19 and pneumonia images only; "
-        "pooled over a source whose archives hold different labels it partly tells the archives apart, so it is also "
-        f'given within each ieee8023 archive that holds both ({counts}); "–" where a report lacks it.'
-    )
+    return f"""
+The COVID-19 vs pneumonia AUC ranks the COVID-19 probability on the COVID-19 and pneumonia images only. Pooled over
+a source whose archives hold different labels it partly tells the archives apart, so it is also given within each
+ieee8023 archive that holds both ("–" where a report lacks it), on these films: {counts}.
+"""
 
 
 def _few_external_images(reports: dict[str, EvaluationReport]) -> str:

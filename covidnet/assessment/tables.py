@@ -87,10 +87,10 @@ def within_archive_counts(reports: dict[str, EvaluationReport]) -> str:
     for name, report in shown(reports).items():
         by_archive = report.ensemble.metrics.covid_vs_pneumonia_auc_by_archive or {}
         counts = ", ".join(
-            f"{archive_name(a)} {m.n_covid} COVID-19 / {m.n_pneumonia} pneumonia films" for a, m in by_archive.items()
+            f"{archive_name(a)} {m.n_covid} COVID-19 / {m.n_pneumonia} pneumonia" for a, m in by_archive.items()
         )
         if counts:
-            parts.append(f"{REPORT_TITLES[name].lower()}: {counts}")
+            parts.append(f"{counts} in the {REPORT_TITLES[name].lower()}")
     return "; ".join(parts)
 
 
