@@ -54,6 +54,7 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
         assert set(metrics.per_class) == set(covidnet.CLASSES)
         assert set(metrics.roc) == set(covidnet.CLASSES)
         assert 0 <= metrics.balanced_accuracy <= 1 and 0 <= metrics.ece <= 1
+        assert metrics.covid_vs_pneumonia_auc_by_archive is None  # no archive file beside the CSV
     resnet = report.backbones["resnet18"]
     assert 0 <= resnet.ece_before_temperature <= 1
     assert -1 <= resnet.shortcuts.saliency_sanity.median_spearman <= 1

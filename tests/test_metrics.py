@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from covidnet.assessment.metrics import (
+    MIN_FILMS_PER_CLASS,
     covid_vs_pneumonia_auc,
+    covid_vs_pneumonia_auc_by_group,
     macro_auc,
     sensitivity_at_specificity,
     source_summary,
@@ -60,6 +62,23 @@ def test_covid_against_pneumonia_is_measured_on_those_two_classes_only():
     told_apart = np.array([[0.6, 0.1, 0.3]] * 20 + [[0.05, 0.9, 0.05]] * 20 + [[0.3, 0.1, 0.6]] * 20)
     assert covid_vs_pneumonia_auc(told_apart, labels) == 1.0
     assert np.isnan(covid_vs_pneumonia_auc(told_apart[:40], labels[:40]))  # no pneumonia
+
+
+def test_within_a_group_covid_against_pneumonia_is_measured_only_where_it_holds_enough_of_both():
+    n = MIN_FILMS_PER_CLASS
+    labels = np.repeat([0, 2, 1, 0, 2, 0, 2], [n, n, 3, n, n - 1, n, n])
+    groups = ["a"] * (2 * n + 3) + ["b"] * (2 * n - 1) + [None] * (2 * n)  # b: one pneumonia film too few
+    scores = np.where(labels == 0, 0.6, 0.3) + np.where(np.arange(len(labels)) % 4 == 0, 0.2, 0.0)
+    probabilities = np.stack([scores, np.full(len(labels), 0.1), 0.9 - scores], axis=1)
+
+    measured = covid_vs_pneumonia_auc_by_group(probabilities, labels, groups)
+
+    assert set(measured) == {"a"}
+    a = measured["a"]
+    assert (a["n_covid"], a["n_pneumonia"]) == (n, n)  # the normals are not counted
+    a_films = np.arange(len(labels)) < 2 * n + 3
+    assert a["auc"]["value"] == covid_vs_pneumonia_auc(probabilities[a_films], labels[a_films])
+    assert a["auc"]["low"] <= a["auc"]["value"] <= a["auc"]["high"]
 
 
 def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():

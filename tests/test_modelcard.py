@@ -173,6 +173,63 @@ def test_committed_reports_read_and_write_back_unchanged(path, tmp_path):
     assert (tmp_path / path.name).read_text() == path.read_text()
 
 
+def with_archives(record: dict) -> dict:
+    """``record`` (a report's JSON) with a within-archive COVID-19 vs pneumonia AUC for every model."""
+    by_archive = {
+        "eurorad": {"n_covid": 28, "n_pneumonia": 29, "auc": {"value": 0.61, "low": 0.45, "high": 0.76}},
+        "radiopaedia": {"n_covid": 64, "n_pneumonia": 31, "auc": {"value": 0.72, "low": 0.6, "high": 0.83}},
+    }
+    record = copy.deepcopy(record)
+    for m in [*record["backbones"].values(), record["ensemble"]]:
+        m["covid_vs_pneumonia_auc_by_archive"] = copy.deepcopy(by_archive)
+    return record
+
+
+def test_a_report_reads_and_writes_back_with_and_without_the_within_archive_auc(weights_dir, tmp_path):
+    without = json.loads(json.dumps(report_record(weights_dir, lungs_masked=0.5)))  # as JSON holds it
+    for record in (without, with_archives(without)):
+        path = tmp_path / "report.json"
+        path.write_text(json.dumps({**record, "schema_version": SCHEMA_VERSION}))
+        report = read_report(path)
+        write_report(report, tmp_path / "again.json")
+        assert read_report(tmp_path / "again.json") == report
+        assert json.loads((tmp_path / "again.json").read_text())["ensemble"].keys() == record["ensemble"].keys()
+    eurorad = report.ensemble.metrics.covid_vs_pneumonia_auc_by_archive["eurorad"]
+    assert (eurorad.n_covid, eurorad.n_pneumonia, eurorad.auc.value, eurorad.auc.high) == (28, 29, 0.61, 0.76)
+    assert set(report.backbones["resnet18"].metrics.covid_vs_pneumonia_auc_by_archive) == {"eurorad", "radiopaedia"}
+    path.write_text(json.dumps({**without, "schema_version": SCHEMA_VERSION}))
+    assert all(m.covid_vs_pneumonia_auc_by_archive is None for m in read_report(path).models().values())
+    broken = with_archives(without)
+    del broken["ensemble"]["covid_vs_pneumonia_auc_by_archive"]["eurorad"]["n_covid"]
+    path.write_text(json.dumps({**broken, "schema_version": SCHEMA_VERSION}))
+    with pytest.raises(ReportError, match=r"covid_vs_pneumonia_auc_by_archive\.eurorad: missing keys n_covid"):
+        read_report(path)
+
+
+def test_the_results_table_shows_the_within_archive_auc_and_a_dash_where_a_report_lacks_it(weights_dir):
+    without = report_record(weights_dir, lungs_masked=0.5)
+    reports = {
+        "internal_test": EvaluationReport.from_dict(without),
+        "external": EvaluationReport.from_dict(with_archives(without)),
+    }
+
+    table = tables.results_table(reports).splitlines()
+
+    assert "| COVID-19 vs pneumonia AUC within archive (Eurorad / Radiopaedia) | ECE |" in table[0]
+    assert all(len(line.split("|")) == len(table[0].split("|")) for line in table)
+    assert all("| – |" in line for line in table if line.startswith("| Internal test"))
+    external = [line for line in table if line.startswith("| External")]
+    assert external and all("| 0.610 (0.450–0.760) / 0.720 (0.600–0.830) |" in line for line in external)
+    assert "COVID-19 vs pneumonia AUC within archive |" in tables.results_table(
+        {"internal_test": reports["internal_test"]}
+    )
+    counts = tables.within_archive_counts(reports)
+    assert counts == "Eurorad 28 COVID-19 / 29 pneumonia, Radiopaedia 64 COVID-19 / 31 pneumonia in the external " \
+                     "source (never trained on)"  # fmt: skip
+    assert f"on these films: {counts}." in model_card._within_archive(reports)
+    assert model_card._within_archive({"internal_test": reports["internal_test"]}) == ""
+
+
 def test_a_backbone_and_the_ensemble_both_have_one_calibrated_ece():
     report = read_report(ROOT / "weights" / "reports" / "internal_test.json")
     record = json.loads((ROOT / "weights" / "reports" / "internal_test.json").read_text())

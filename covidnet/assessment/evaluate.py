@@ -5,7 +5,9 @@ metadata (``record_in_metadata``).
 The report holds, per backbone and for the ensemble (mean of calibrated probabilities): accuracy,
 balanced accuracy, macro AUC and per-class AUC / sensitivity / specificity / PPV with bootstrap
 intervals, the confusion matrix, ROC points, ECE before and after temperature scaling, reliability
-bins, the chest X-ray gate's flags, and the shortcut and saliency checks of ``covidnet.assessment.shortcuts``.
+bins, the chest X-ray gate's flags, the shortcut and saliency checks of ``covidnet.assessment.shortcuts``, and,
+given the archive of each ieee8023 film (``covidnet.assessment.archives``), the COVID-19 vs pneumonia AUC within
+each archive that holds both.
 The lungs are found once per scan with the lung segmenter installed beside the weights; the gate checks them, and
 the occlusion and heatmap checks measure against them.
 """
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from covidnet.assessment.metrics import source_summary, summarise
+from covidnet.assessment.archives import archive_of
+from covidnet.assessment.metrics import covid_vs_pneumonia_auc_by_group, source_summary, summarise
 from covidnet.assessment.reports import (
     VALIDATION,
     BackboneResult,
@@ -64,8 +67,10 @@ def evaluate(
     data: str,
     weights_dir: Path | None = None,
     shortcuts: bool = True,
+    archives: dict[Path, str] | None = None,
 ) -> EvaluationReport:
-    """Evaluate ``backbones`` on ``records`` (unreadable images are counted, not fatal)."""
+    """Evaluate ``backbones`` on ``records`` (unreadable images are counted, not fatal); ``archives`` (image path →
+    archive, ``archives.archives_beside``) adds the within-archive COVID-19 vs pneumonia AUC."""
     scans, kept, unreadable = [], [], []
     for record in tqdm(records, desc="reading", unit="scan"):
         try:
@@ -74,6 +79,7 @@ def evaluate(
         except ScanError as e:
             unreadable.append(str(e))
     labels = np.array([CLASSES.index(r.label) for r in kept])
+    groups = None if archives is None else archive_of(kept, archives)
     segmenter = installed_segmenter(Path(weights_dir or default_weights_dir()))
     lungs = [segmenter.segment(s.image) for s in tqdm(scans, desc="lungs", unit="scan")] if segmenter else None
     results: dict[str, BackboneResult] = {}
@@ -84,7 +90,7 @@ def evaluate(
         logits = outputs.logits
         probabilities = torch.softmax(logits / predictor.meta.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
-        metrics = Metrics.from_dict(summarise(probabilities, labels), name)
+        metrics = _metrics(probabilities, labels, groups, name)
         checks = (
             _shortcut_checks(predictor, scans, lungs, kept, labels, logits.argmax(1).numpy(), outputs.features.numpy())
             if shortcuts and lungs is not None
@@ -101,7 +107,7 @@ def evaluate(
             by_source=_by_source(probabilities, labels, kept),
         )
         calibrated.append(probabilities)
-    ensemble = Metrics.from_dict(summarise(average_probabilities(calibrated), labels), "ensemble")
+    ensemble = _metrics(average_probabilities(calibrated), labels, groups, "ensemble")
     return EvaluationReport(
         data=data,
         n=len(kept),
@@ -156,6 +162,14 @@ def forward_all(predictor: Predictor, scans: list[Scan], lungs: list[LungMask | 
         torch.cat([p.features for p in parts]),
         [torch.cat([p.stages[k] for p in parts]) for k in range(len(parts[0].stages))],
     )
+
+
+def _metrics(probabilities: np.ndarray, labels: np.ndarray, archives: list[str | None] | None, name: str) -> Metrics:
+    """``summarise``'s metrics, with the within-archive COVID-19 vs pneumonia AUC when the archives are known."""
+    summary = summarise(probabilities, labels)
+    if archives is not None:
+        summary["covid_vs_pneumonia_auc_by_archive"] = covid_vs_pneumonia_auc_by_group(probabilities, labels, archives)
+    return Metrics.from_dict(summary, name)
 
 
 def _by_source(probabilities: np.ndarray, labels: np.ndarray, records: list[Record]) -> dict[str, SourceMetrics]:

@@ -13,6 +13,7 @@ from covidnet.training.calibration import expected_calibration_error, reliabilit
 BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95  # of the bootstrap intervals
 COVID_SPECIFICITY = 0.95  # COVID-19 sensitivity is also reported at this specificity
+MIN_FILMS_PER_CLASS = 10  # a group is measured on its own only with at least this many COVID-19 and pneumonia films
 ROC_POINTS = 101
 
 
@@ -22,8 +23,7 @@ def summarise(probabilities: np.ndarray, labels: np.ndarray, *, seed: int = 0) -
     ``probabilities`` has one row per image and one column per class in ``CLASSES`` order.
     """
     predictions = probabilities.argmax(axis=1)
-    rng = np.random.default_rng(seed)
-    resamples = [rng.integers(0, len(labels), len(labels)) for _ in range(BOOTSTRAP_ROUNDS)]
+    resamples = _resamples(len(labels), seed)
 
     def with_interval(metric: Callable[[np.ndarray, np.ndarray], float]) -> dict:
         return _interval(metric, probabilities, labels, resamples)
@@ -82,6 +82,25 @@ def covid_vs_pneumonia_auc(probabilities: np.ndarray, labels: np.ndarray) -> flo
     return _auc(probabilities[either, covid], labels[either] == covid)
 
 
+def covid_vs_pneumonia_auc_by_group(
+    probabilities: np.ndarray, labels: np.ndarray, groups: list[str | None], *, seed: int = 0
+) -> dict[str, dict]:
+    """``covid_vs_pneumonia_auc`` within each group (e.g. the archive a film comes from) that holds at least
+    ``MIN_FILMS_PER_CLASS`` COVID-19 and as many pneumonia scans, with a bootstrap interval over that group's
+    COVID-19 and pneumonia scans: group → ``{"n_covid", "n_pneumonia", "auc"}``. Scans of group None are left out."""
+    covid, pneumonia = CLASSES.index("covid"), CLASSES.index("pneumonia")
+    either = (labels == covid) | (labels == pneumonia)
+    measured = {}
+    for group in sorted({g for g in groups if g is not None}):
+        members = either & np.array([g == group for g in groups])
+        p, y = probabilities[members], labels[members]
+        n_covid, n_pneumonia = int((y == covid).sum()), int((y == pneumonia).sum())
+        if min(n_covid, n_pneumonia) >= MIN_FILMS_PER_CLASS:
+            auc = _interval(covid_vs_pneumonia_auc, p, y, _resamples(len(y), seed))
+            measured[group] = {"n_covid": n_covid, "n_pneumonia": n_pneumonia, "auc": auc}
+    return measured
+
+
 def source_summary(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy, macro AUC (over the classes present; None with one) and per-class sensitivity on one source's
     scans, without intervals."""
@@ -116,6 +135,12 @@ def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 def _ratio(hits: np.ndarray, of: np.ndarray) -> float:
     return float(hits.sum() / of.sum()) if of.any() else float("nan")
+
+
+def _resamples(n: int, seed: int) -> list[np.ndarray]:
+    """``BOOTSTRAP_ROUNDS`` bootstrap resamples (indices drawn with replacement) of ``n`` items."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(BOOTSTRAP_ROUNDS)]
 
 
 def _interval(metric: Callable, probabilities: np.ndarray, labels: np.ndarray, resamples: list[np.ndarray]) -> dict:

@@ -40,6 +40,7 @@ from covidnet.assessment.tables import (
     shortcut_table,
     shown,
     source_table,
+    within_archive_counts,
 )
 from covidnet.classes import CLASSES, display_name
 from covidnet.inference.gate import GATE_QUANTILE
@@ -141,7 +142,7 @@ apart); a group never straddles two splits. {_split_rule(records, assigned)}
 backbones' calibrated probabilities. ECE is after temperature scaling.
 
 {results_table(reports)}
-{_by_source(reports)}{_leave_one_out(leave_one_out)}
+{_within_archive(reports)}{_by_source(reports)}{_leave_one_out(leave_one_out)}
 ## Shortcut checks
 Accuracy when the lungs are blacked out and when everything except the lungs is (both on the scans where the lung
 segmenter found plausible lungs, next to the unmasked accuracy on the same scans), and with the top {TOP_BAND:.0%}
@@ -349,6 +350,19 @@ def _schedule(settings: dict) -> str:
         f"{settings['epochs']} epochs on {share}, crop {settings['crop']}, intensity {settings['intensity']}, "
         f"augmentation {settings['augment']}, balance {settings['balance']}, adversary {settings['adversary']}"
     )
+
+
+def _within_archive(reports: dict[str, EvaluationReport]) -> str:
+    """What the within-archive COVID-19 vs pneumonia AUC is and the films it is measured on (empty when no report
+    has it)."""
+    counts = within_archive_counts(reports)
+    if not counts:
+        return ""
+    return f"""
+The COVID-19 vs pneumonia AUC ranks the COVID-19 probability on the COVID-19 and pneumonia images only. Pooled over
+a source whose archives hold different labels it partly tells the archives apart, so it is also given within each
+ieee8023 archive that holds both ("–" where a report lacks it), on these films: {counts}.
+"""
 
 
 def _few_external_images(reports: dict[str, EvaluationReport]) -> str:

@@ -78,6 +78,20 @@ class ClassMetrics:
 
 
 @dataclass(frozen=True)
+class ArchiveAUC:
+    """COVID-19 vs pneumonia AUC on the films of one archive only (``metrics.covid_vs_pneumonia_auc_by_group``)."""
+
+    n_covid: int
+    n_pneumonia: int
+    auc: Interval
+
+    @classmethod
+    def from_dict(cls, record: Any, where: str) -> ArchiveAUC:
+        record = _checked(cls, record, where)
+        return cls(**{**record, "auc": Interval.from_dict(record["auc"], f"{where}.auc")})
+
+
+@dataclass(frozen=True)
 class Metrics:
     """One model's (or the ensemble's) metrics on one data set: ``metrics.summarise``'s output."""
 
@@ -94,6 +108,8 @@ class Metrics:
     reliability: list[dict[str, Any]]  # calibration bins: low, high, count, confidence, accuracy
     selective: list[dict[str, Any]]  # per top-probability threshold: threshold, coverage, accuracy
     covid_vs_pneumonia_auc: Interval | None = None  # None in reports written before it was measured
+    # Archive → the same AUC within that archive's films (``archives``); None without an archive file.
+    covid_vs_pneumonia_auc_by_archive: dict[str, ArchiveAUC] | None = None
 
     @classmethod
     def from_dict(cls, record: Any, where: str) -> Metrics:
@@ -104,12 +120,18 @@ class Metrics:
         record["per_class"] = {
             c: ClassMetrics.from_dict(m, f"{where}.per_class.{c}") for c, m in record["per_class"].items()
         }
+        if (by_archive := record.get("covid_vs_pneumonia_auc_by_archive")) is not None:
+            record["covid_vs_pneumonia_auc_by_archive"] = {
+                a: ArchiveAUC.from_dict(m, f"{where}.covid_vs_pneumonia_auc_by_archive.{a}")
+                for a, m in by_archive.items()
+            }
         return cls(**record)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
-        if self.covid_vs_pneumonia_auc is None:  # a report written before it was measured stays as it was
-            del record["covid_vs_pneumonia_auc"]
+        for name in ("covid_vs_pneumonia_auc", "covid_vs_pneumonia_auc_by_archive"):
+            if record[name] is None:  # a report written before it was measured stays as it was
+                del record[name]
         return record
 
 

@@ -5,8 +5,10 @@ checkpoints' metadata and the data: shared by the Model card page and by ``docs/
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
+from covidnet.assessment.archives import archive_name
 from covidnet.assessment.metrics import COVID_SPECIFICITY
 from covidnet.assessment.reports import (
     EvaluationReport,
@@ -14,6 +16,7 @@ from covidnet.assessment.reports import (
     HeatmapInLungs,
     Interval,
     LeaveOneOutReport,
+    Metrics,
     SourceMetrics,
 )
 from covidnet.assessment.shortcuts import SALIENCY_MAX_SPEARMAN, SHORTCUT_MARGIN
@@ -37,10 +40,12 @@ def shown(reports: dict[str, EvaluationReport]) -> dict[str, EvaluationReport]:
 
 def results_table(reports: dict[str, EvaluationReport]) -> str:
     """A Markdown table: one row per model and data set, with bootstrap intervals."""
+    archives = archives_measured(m for r in shown(reports).values() for m in r.models().values())
     lines = [
         "| data | model | n | macro AUC | accuracy | COVID-19 sensitivity | COVID-19 specificity "
-        f"| COVID-19 sens. at {COVID_SPECIFICITY:.0%} spec. | COVID-19 vs pneumonia AUC | ECE |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| COVID-19 sens. at {COVID_SPECIFICITY:.0%} spec. | COVID-19 vs pneumonia AUC "
+        f"| {within_archive_header(archives)} | ECE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, report in shown(reports).items():
         for model, m in report.models().items():
@@ -49,9 +54,44 @@ def results_table(reports: dict[str, EvaluationReport]) -> str:
                 f"| {REPORT_TITLES[name]} | {model} | {m.n} | {_ci(m.macro_auc)} | {_ci(m.accuracy)} | "
                 f"{_ci(covid.sensitivity)} | {_ci(covid.specificity)} | "
                 f"{_ci(m.covid_sensitivity_at_95_specificity)} | "
-                f"{_ci(m.covid_vs_pneumonia_auc) if m.covid_vs_pneumonia_auc else '–'} | {m.ece:.3f} |"
+                f"{_ci(m.covid_vs_pneumonia_auc) if m.covid_vs_pneumonia_auc else '–'} | "
+                f"{within_archive_cell(m, archives)} | {m.ece:.3f} |"
             )
     return "\n".join(lines)
+
+
+def archives_measured(metrics: Iterable[Metrics]) -> list[str]:
+    """The archives with a within-archive COVID-19 vs pneumonia AUC in any of ``metrics``, sorted."""
+    return sorted({a for m in metrics for a in m.covid_vs_pneumonia_auc_by_archive or {}})
+
+
+def within_archive_header(archives: list[str]) -> str:
+    """The column heading of ``within_archive_cell``, naming ``archives`` in its order."""
+    names = f" ({' / '.join(archive_name(a) for a in archives)})" if archives else ""
+    return f"COVID-19 vs pneumonia AUC within archive{names}"
+
+
+def within_archive_cell(m: Metrics, archives: list[str]) -> str:
+    """The COVID-19 vs pneumonia AUC within each of ``archives`` with its interval, in that order and separated by
+    "/" ("–" for an archive the metrics lack, a single "–" when they lack them all)."""
+    by_archive = m.covid_vs_pneumonia_auc_by_archive or {}
+    if not any(a in by_archive for a in archives):
+        return "–"
+    return " / ".join(_ci(by_archive[a].auc) if a in by_archive else "–" for a in archives)
+
+
+def within_archive_counts(reports: dict[str, EvaluationReport]) -> str:
+    """The films each within-archive AUC of the shown reports is measured on, per report and archive (empty when
+    no shown report has one)."""
+    parts = []
+    for name, report in shown(reports).items():
+        by_archive = report.ensemble.metrics.covid_vs_pneumonia_auc_by_archive or {}
+        counts = ", ".join(
+            f"{archive_name(a)} {m.n_covid} COVID-19 / {m.n_pneumonia} pneumonia" for a, m in by_archive.items()
+        )
+        if counts:
+            parts.append(f"{counts} in the {REPORT_TITLES[name].lower()}")
+    return "; ".join(parts)
 
 
 def source_table(reports: dict[str, EvaluationReport]) -> str:

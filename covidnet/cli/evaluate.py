@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from dataclasses import asdict, replace
 
+    from covidnet.assessment.archives import archives_beside
     from covidnet.assessment.evaluate import evaluate, record_in_metadata
     from covidnet.assessment.reports import REPORT_NAMES, VALIDATION, read_report, write_report
     from covidnet.training.data import read_metadata
@@ -51,12 +52,20 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         raise CovidNetError(f"No images to evaluate in {data}.")
     names = resolve_backbones(args.backbone, args.weights_dir)
-    report = evaluate(records, backbones=names, data=data, weights_dir=args.weights_dir, shortcuts=args.shortcuts)
+    archives = archives_beside(args.metadata, root=args.root)
+    report = evaluate(
+        records, backbones=names, data=data, weights_dir=args.weights_dir, shortcuts=args.shortcuts, archives=archives
+    )
     write_report(replace(report, command=command_line()), args.out)
     report = read_report(args.out)
     for name, metrics in report.models().items():
         auc, acc = asdict(metrics.macro_auc), asdict(metrics.accuracy)
         print(f"{name:<12} n={report.n}  macro AUC {fmt(auc)}  accuracy {fmt(acc)}")
+        for archive, m in (metrics.covid_vs_pneumonia_auc_by_archive or {}).items():
+            print(
+                f"{'':<12} {archive} ({m.n_covid} COVID-19 / {m.n_pneumonia} pneumonia): COVID-19 vs pneumonia AUC "
+                f"{fmt(asdict(m.auc))}"
+            )
     print(f"unreadable: {report.unreadable.count}; report: {args.out}")
     if args.split in REPORT_NAMES:
         entry = REPORT_NAMES[args.split]
