@@ -16,6 +16,8 @@ import streamlit as st
 import covidnet
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
+from covidnet.models import pretrained
+from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
 
@@ -41,6 +43,12 @@ def shared_model(name: str) -> covidnet.Predictor:
 def trained() -> list[str]:
     """The backbones with verified weights."""
     return covidnet.trained_backbones()
+
+
+@st.cache_resource
+def how_started() -> str:
+    """How the installed backbones' training started, from their verified metadata (e.g. "… trained from scratch")."""
+    return pretrained.how_started([verify_checkpoint(name) for name in trained()])
 
 
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, show_spinner=False)

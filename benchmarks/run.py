@@ -244,15 +244,16 @@ def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAU
 
 
 PROBE = """
-import sys, time
+import json, sys
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 import covidnet
-baseline = rss_mb()
+rss = {"import": rss_mb()}
 for name in covidnet.trained_backbones(sys.argv[1]):
     covidnet.load(name, weights_dir=sys.argv[1]).analyze(sys.argv[2])
-print(baseline, rss_mb())
+    rss[name] = rss_mb()
+print(json.dumps(rss))
 """
 
 COLD = "import sys, covidnet; covidnet.load('resnet18', weights_dir=sys.argv[1]).analyze(sys.argv[2])"
@@ -263,13 +264,17 @@ def cold_start_and_memory(weights: Path, scan_path: Path) -> dict:
         subprocess.run([sys.executable, "-c", COLD, str(weights), str(scan_path)], check=True, capture_output=True)
 
     out = subprocess.run([sys.executable, "-c", PROBE, str(weights), str(scan_path)], check=True,
-                         capture_output=True, text=True).stdout.split()  # fmt: skip
-    baseline, loaded = map(float, out)
+                         capture_output=True, text=True).stdout  # fmt: skip
+    rss = json.loads(out)
+    steps = list(rss.values())
     return {
         "cold_start_seconds": median_seconds(cold, repeats=REPEATS, warmup=1),
-        "import_rss_mb": baseline,
-        "all_backbones_rss_mb": loaded,
-        "rss_increase_mb": loaded - baseline,
+        "import_rss_mb": rss["import"],
+        "all_backbones_rss_mb": steps[-1],
+        "rss_increase_mb": steps[-1] - steps[0],
+        # what loading and running each backbone added, in registry order (the first also pays for shared parts:
+        # the lung segmenter and torch's kernels)
+        "rss_added_mb": {name: now - before for (name, now), before in zip(list(rss.items())[1:], steps, strict=False)},
     }
 
 
@@ -347,7 +352,8 @@ def report_compare(c: dict) -> None:
 
 def report_process(p: dict) -> None:
     print(f"cold start: {p['cold_start_seconds']:.2f} s; RSS import {p['import_rss_mb']:.0f} MB, "
-          f"+{p['rss_increase_mb']:.0f} MB with every backbone loaded and run")  # fmt: skip
+          f"+{p['rss_increase_mb']:.0f} MB with every backbone loaded and run ("
+          + ", ".join(f"{name} +{mb:.0f}" for name, mb in p.get("rss_added_mb", {}).items()) + ")")  # fmt: skip
 
 
 SECTIONS = ("per_backbone", "compare_page", "cli_throughput", "scoring", "process")

@@ -24,7 +24,7 @@ from covidnet.io.reading import Scan, read_scan
 from covidnet.lungs import segment_lungs
 from covidnet.models.checkpoints import trained_backbones
 from covidnet.models.metadata import CheckpointMetadata
-from covidnet.models.registry import backbones
+from covidnet.models.registry import backbones, default_backbone
 from covidnet.notices import ScanWarning, WarningCode
 from covidnet.scoring import score
 
@@ -46,6 +46,7 @@ __all__ = [
     "WarningCode",
     "backbones",
     "cam_methods",
+    "default_backbone",
     "display_name",
     "ensemble",
     "load",

@@ -10,7 +10,7 @@ trained = ", ".join(ui.trained()) or "none yet"
 st.markdown(
     f"""
 CovidNet is an open-source **research and teaching demo** that classifies frontal chest X-rays as
-**COVID-19, Normal or Pneumonia** with convolutional networks of the ResNet, DenseNet and VGG families
+**COVID-19, Normal or Pneumonia** with convolutional networks of the ResNet, DenseNet, VGG and MobileNet families
 (with trained weights here: {trained}) and shows which parts of the image drove the answer with a Grad-CAM
 heatmap.
 
@@ -25,7 +25,8 @@ cannot rule COVID-19 in or out; a PCR or antigen test does. Never use CovidNet t
    validation split) and the Grad-CAM heatmap for the chosen class.
 
 ### Limitations
-- The models were trained **from scratch** on about 5,300 public images; larger pretrained models do better.
+- How the installed models started: {ui.how_started() or "no model is installed"}; all then learned from the
+  public images the model card counts.
 - Most pneumonia images are from young children, and COVID-19 images from adults: the models can partly tell
   *age and hospital* rather than disease. The model card measures this with occlusion and source-probe checks.
 - Heatmaps show where the model looked, not where disease is. A heatmap on a marker, a tube or the image border

@@ -13,7 +13,7 @@ ui.disclaimer()
 names = ui.require_trained()
 
 with st.sidebar:
-    backbone = st.selectbox("Backbone", names)
+    backbone = st.selectbox("Backbone", names, index=names.index(covidnet.default_backbone(names)))
     cam = st.selectbox("Heatmap method", covidnet.cam_methods())
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05)
     outline = st.toggle("Lung outline", value=True, help="Draw the border of the lungs the lung segmenter found")

@@ -1,5 +1,7 @@
 """Compare backbones: one scan, every trained backbone side by side, and their ensemble."""
 
+import math
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -38,7 +40,9 @@ st.markdown(
 ui.other_warnings(next(iter(results.values())).warnings)
 
 labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
-for column, (backbone, result) in zip(st.columns(len(results)), results.items(), strict=True):
+per_row = len(results) if len(results) <= 3 else math.ceil(len(results) / 2)  # four backbones: a 2 × 2 grid
+columns = [column for start in range(0, len(results), per_row) for column in st.columns(per_row)]
+for column, (backbone, result) in zip(columns, results.items(), strict=False):
     with column:
         st.markdown(f"**{backbone}** — {covidnet.display_name(result.prediction)}")
         drawn = result.overlay(lung_outline=outline)

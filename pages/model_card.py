@@ -33,7 +33,7 @@ if not ui.trained() or not reports:
 st.markdown(
     f"Every number here was measured by `covidnet evaluate` on the data named, with {CONFIDENCE:.0%} bootstrap "
     "intervals. "
-    "All models were trained from scratch on public data with known confounds: read the findings below."
+    f"The models learned from public data with known confounds ({ui.how_started()}): read the findings below."
 )
 st.markdown(results_table(reports))
 

@@ -15,7 +15,6 @@ from streamlit.testing.v1 import AppTest
 import covidnet
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.reports import SCHEMA_VERSION
-from covidnet.models.registry import shipped_backbones
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]
@@ -71,7 +70,7 @@ def test_every_page_says_plainly_when_no_weights_are_installed(path, tmp_path, m
 
 
 def test_about_names_the_backbones_that_have_weights(with_weights):
-    assert f"with trained weights here: {', '.join(shipped_backbones())}" in texts(page(PAGES[4]))
+    assert f"with trained weights here: {', '.join(covidnet.backbones())}" in texts(page(PAGES[4]))
 
 
 @pytest.mark.slow
@@ -81,6 +80,7 @@ def test_analyse_shows_probabilities_and_heatmap_for_an_upload(with_weights, rea
     assert any(covidnet.display_name(c) in shown for c in covidnet.CLASSES)
     assert len(at.get("image")) == 2 and len(at.get("plotly_chart")) == 1
     assert len(at.get("download_button")) == 2
+    assert at.sidebar.selectbox[0].value == covidnet.default_backbone(covidnet.backbones())
     at.sidebar.selectbox[0].set_value("densenet121").run()
     at.sidebar.selectbox[1].set_value("layercam").run()
     at.sidebar.selectbox[2].set_value("Pneumonia").run()
@@ -113,17 +113,17 @@ def test_compare_runs_every_backbone_side_by_side(with_weights, real_scans):
     at = upload(page(PAGES[1]), (real_scans[2].name, real_scans[2].read_bytes()))
     shown = texts(at)
     assert "Ensemble:" in shown and ("agree" in shown)
-    assert len(at.get("plotly_chart")) == len(shipped_backbones())
-    for name in shipped_backbones():
+    assert len(at.get("plotly_chart")) == len(covidnet.backbones())
+    for name in covidnet.backbones():
         assert f"**{name}**" in shown
-    assert len(re.findall(r"\d+% of the heatmap is inside the lungs", shown)) == len(shipped_backbones())
+    assert len(re.findall(r"\d+% of the heatmap is inside the lungs", shown)) == len(covidnet.backbones())
 
 
 def test_batch_gives_one_row_per_scan_and_backbone_and_keeps_going_past_errors(with_weights, real_scans):
     files = [(p.name, p.read_bytes()) for p in real_scans[:2]] + [("broken.jpg", b"\xff\xd8 nope")]
     at = upload(page(PAGES[2]), *files)
     table = at.dataframe[0].value
-    assert len(table) == 2 * len(shipped_backbones()) + 1
+    assert len(table) == 2 * len(covidnet.backbones()) + 1
     assert table["error"].notna().sum() == 1
     assert len(at.get("download_button")) == 1
 
@@ -138,7 +138,7 @@ def test_batch_scores_files_once_across_reruns_on_the_clis_batched_path(with_wei
     first = at.dataframe[0].value
     at.run()  # any rerun, e.g. after the download
     assert batches == [ui.BATCH_SIZE] and at.dataframe[0].value.equals(first)
-    rows = covidnet.score(real_scans, backbones=shipped_backbones(), weights_dir=with_weights)
+    rows = covidnet.score(real_scans, backbones=covidnet.backbones(), weights_dir=with_weights)
     for cells, row in zip(first.to_dict("records"), rows, strict=True):
         assert (cells["scan"], cells["backbone"]) == (Path(row["scan"]).name, row["backbone"])
         shown = [cells[f"p_{c}"] for c in covidnet.CLASSES]

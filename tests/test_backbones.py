@@ -130,3 +130,25 @@ def test_adding_a_backbone_is_one_registry_entry(monkeypatch, tmp_path):
         assert analysis.heatmap.shape == (scan.image.height, scan.image.width), cam
         assert analysis.grid.shape == (128 // 16, 128 // 16), cam
         assert np.isfinite(analysis.grid).all() and np.isfinite(analysis.heatmap).all(), cam
+
+
+def test_how_training_started_is_read_from_the_metadata_never_assumed():
+    from covidnet.models.metadata import CheckpointMetadata
+    from covidnet.models.pretrained import how_started
+
+    def meta(name: str, init: str, pretrained: dict | None = None) -> CheckpointMetadata:
+        return CheckpointMetadata(name, name, 128, "", 0, 0, init=init, pretrained=pretrained or {})
+
+    record = {"source": "tflite", "file": "tf2_mobilenet_v2_1.0_224_ptq.tflite", "sha256": "5d3137241276e79c86"}
+    sentence = how_started([meta("resnet18", "scratch"), meta("vgg11_bn", "scratch"),
+                            meta("mobilenet_v2", "imagenet", record)])  # fmt: skip
+    assert sentence.startswith("resnet18 and vgg11_bn were trained from scratch; mobilenet_v2 was fine-tuned from")
+    assert "converted from Google's TensorFlow Lite tf2_mobilenet_v2_1.0_224_ptq.tflite (sha256 5d3137241276…)" in (
+        sentence
+    )
+    assert "from scratch" not in how_started([meta("mobilenet_v2", "imagenet", record)])
+
+
+def test_the_app_offers_the_backbone_measured_best_outside_first_where_it_is_installed():
+    assert covidnet.default_backbone(["resnet18", "densenet121", "vgg11_bn", "mobilenet_v2"]) == "mobilenet_v2"
+    assert covidnet.default_backbone(["densenet121", "vgg11_bn"]) == "densenet121"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from app_server import FLAGS, open_sidebar_page, serve_app
 
-from covidnet.models.registry import shipped_backbones
+import covidnet
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = Path(os.environ.get("COVIDNET_SCREENSHOTS", ROOT / "runs" / "screenshots"))
@@ -60,7 +60,7 @@ def test_compare_page_shows_every_backbone(server, browser, real_scans):
     open_sidebar_page(page, "Compare backbones")
     page.wait_for_function("document.querySelectorAll('input[type=file]').length >= 1")
     page.locator('input[type="file"]').first.set_input_files(str(real_scans[1]))
-    expected = len(shipped_backbones())
+    expected = len(covidnet.backbones())
     page.wait_for_function(
         f"document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= {expected}", timeout=180_000
     )

@@ -17,7 +17,6 @@ from covidnet.assessment.thresholds import uncertain_below, uncertainty_threshol
 from covidnet.cli import main
 from covidnet.models.checkpoints import checkpoint_paths, sha256_of, verify_checkpoint
 from covidnet.models.metadata import read_checkpoint_metadata
-from covidnet.models.registry import shipped_backbones
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
     report = read_report(out)
     assert report.n == 9 and report.unreadable.count == 1
     assert "broken.png" in report.unreadable.examples[0]
-    assert set(report.backbones) == set(shipped_backbones())
+    assert set(report.backbones) == set(covidnet.backbones())
     for metrics in report.models().values():
         assert metrics.n == 9
         assert sum(map(sum, metrics.confusion_matrix)) == 9
@@ -61,7 +60,7 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
     assert 0 <= resnet.shortcuts.accuracy_lungs_masked <= 1 and resnet.shortcuts.source_probe.majority_baseline > 0
     (source,) = resnet.by_source  # a CSV with only path,label: one unknown source, the whole set
     assert resnet.by_source[source].n == 9 and resnet.by_source[source].accuracy == resnet.metrics.accuracy.value
-    assert report.ensemble.members == shipped_backbones()
+    assert report.ensemble.members == covidnet.backbones()
     gate = resnet.gate
     assert sum(row.n for row in gate.by_source.values()) == 9
     assert sum(row.flagged for row in gate.by_class.values()) == gate.flagged
@@ -95,7 +94,7 @@ def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the
         writer = csv.writer(f)
         writer.writerow(["sha256", "phash", "split", "round"])
         writer.writerows([f"{k:064x}", f"{k:016x}", "val" if k % 2 else "test", 1] for k in range(len(rows)))
-    pts = {name: sha256_of(checkpoint_paths(name, weights)[0]) for name in shipped_backbones()}
+    pts = {name: sha256_of(checkpoint_paths(name, weights)[0]) for name in covidnet.backbones()}
 
     argv = ["--weights-dir", str(weights), "evaluate", "--metadata", str(labelled), "--root", str(foreign_csv.parent)]
     argv += ["--split", "val", "--split-file", str(split), "--no-shortcuts", "--out", str(tmp_path / "val.json")]
@@ -103,7 +102,7 @@ def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the
 
     assert "recorded metrics.validation and metrics.uncertain_below" in capsys.readouterr().out
     report = read_report(tmp_path / "val.json")
-    for name in shipped_backbones():
+    for name in covidnet.backbones():
         meta = read_checkpoint_metadata(checkpoint_paths(name, weights)[1])
         measured = report.backbones[name].metrics
         assert meta.metrics["uncertain_below"] == uncertainty_threshold(measured.selective)

@@ -47,6 +47,7 @@ from covidnet.inference.gate import GATE_QUANTILE
 from covidnet.inference.predictor import IN_LUNGS_ALARM
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata
+from covidnet.models.pretrained import how_started
 from covidnet.models.registry import backbones
 from covidnet.training.data import Record, read_metadata
 from covidnet.training.splits import NEAR_DUPLICATE_BITS, SplitEntry, read_split_file
@@ -121,9 +122,8 @@ Research and teaching: showing how CNNs classify chest X-rays ({classes}) and wh
 anyone. Its inputs should be frontal (PA/AP) chest radiographs; anything else is out of scope.
 
 ## Models
-All shipped backbones were **trained from scratch** (no ImageNet or radiology pretraining was available on
-the training machine) on the training split below, with early stopping on validation macro AUC and
-temperature scaling fitted on the validation split.
+{how_started(metas)}: on the training split below, with early stopping on validation macro AUC
+and temperature scaling fitted on the validation split.
 
 {model_table(metas)}
 

@@ -25,7 +25,7 @@ import torchvision
 from torch import nn
 
 from covidnet.errors import CovidNetError
-from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD
+from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD, CheckpointMetadata
 from covidnet.models.tflite_import import (
     IMAGENET_OUTPUTS,
     TFLITE_NORMALISATION,
@@ -134,3 +134,26 @@ def _trainable(state: dict[str, torch.Tensor], photos: Path) -> dict[str, torch.
     model = torchvision.models.mobilenet_v2(weights=None, num_classes=IMAGENET_OUTPUTS)
     model.load_state_dict(state)
     return restore_batch_norm(model, images).state_dict()
+
+
+def how_started(metas: list[CheckpointMetadata]) -> str:
+    """One sentence on how the checkpoints' training started, read from their metadata (never assumed): e.g.
+    "resnet18 and vgg11_bn were trained from scratch; mobilenet_v2 was fine-tuned from ImageNet weights converted
+    from Google's TensorFlow Lite …"."""
+    groups: dict[str, list[str]] = {}
+    for meta in metas:
+        if meta.init == "imagenet" and meta.pretrained:
+            start = f"fine-tuned from ImageNet-pretrained weights ({describe(meta.pretrained)})"
+        elif meta.init.startswith("checkpoint:"):
+            start = f"fine-tuned from an earlier CovidNet checkpoint ({meta.init.removeprefix('checkpoint:')})"
+        else:
+            start = {"scratch": "trained from scratch", "imagenet": "fine-tuned from ImageNet weights"}.get(
+                meta.init, f"started from {meta.init}"
+            )
+        groups.setdefault(start, []).append(meta.backbone)
+    parts = [f"{_names(names)} {'was' if len(names) == 1 else 'were'} {start}" for start, names in groups.items()]
+    return "; ".join(parts)
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -120,10 +120,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             imagenet_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
             gate_layers=("features.3", "features.6", "features.13"),  # the last block at strides 4, 8 and 16
             tflite_source="tf2_mobilenet_v2_1.0_224_ptq.tflite",
-            shipped=False,
         ),
     )
 }
+
+
+# The app's first choice: the shipped backbone that did best on sources it never trained on (ieee8023 within archive,
+# adult pneumonia found, ieee8023 macro AUC; docs/experiments/README.md, "Transfer learning").
+DEFAULT_BACKBONE = "mobilenet_v2"
+
+
+def default_backbone(names: list[str]) -> str:
+    """The backbone to offer first among ``names``: ``DEFAULT_BACKBONE`` where it is one of them, else the first."""
+    return DEFAULT_BACKBONE if DEFAULT_BACKBONE in names else names[0]
 
 
 def backbones() -> list[str]:

@@ -11,7 +11,7 @@ the COVID-19 vs pneumonia AUC within each ieee8023 archive that holds both (Euro
 "–" in reports written before it was measured), heatmap mass inside the lungs (median, and share of scans above
 half), and the source probe's accuracy next to its majority baseline (internal test only: one source outside).
 
-``--ablation`` reads a run folder (its ``resnet18.json`` metadata next to the reports, as ``docs/experiments/abl_*``
+``--ablation`` reads a run folder (its ``<backbone>.json`` metadata next to the reports, as ``docs/experiments/abl_*``
 hold them) and puts first what the run was chosen on, never ieee8023: the validation macro AUC of the selected
 epoch (validation with the held-out source's training films moved in) and the share of the held-out source's
 validation and test films it finds; then the internal test and ieee8023 figures as above, with ieee8023's
@@ -32,6 +32,7 @@ from covidnet.assessment.tables import (
     within_archive_cell,
     within_archive_header,
 )
+from covidnet.models.registry import backbones
 
 SPLITS = {"internal_test": "internal test", "external": "external (ieee8023)"}
 SENSITIVITY = 0.85  # the issue's operating point: COVID-19 specificity at this sensitivity
@@ -70,17 +71,26 @@ RUN_REPORTS = ("validation", "internal_test", "external")
 ABLATION_SETTINGS = ("epochs", "init", "lr", "seed", "crop", "intensity", "augment", "balance", "adversary")
 
 
+def run_backbone(folder: Path) -> str:
+    """The backbone a run folder trained: the one whose metadata (``<backbone>.json``) lies beside the reports."""
+    (name,) = [p.stem for p in folder.glob("*.json") if p.stem in backbones()]
+    return name
+
+
 def run_reports(folder: Path) -> dict[str, BackboneResult]:
-    """A training run's resnet18 on each split of ``RUN_REPORTS``."""
-    return {split: read_report(folder / f"{split}.json").backbones["resnet18"] for split in RUN_REPORTS}
+    """A training run's model on each split of ``RUN_REPORTS``."""
+    name = run_backbone(folder)
+    return {split: read_report(folder / f"{split}.json").backbones[name] for split in RUN_REPORTS}
 
 
 def ablation_row(name: str, folder: Path, reports: dict[str, BackboneResult], archives: list[str]) -> str:
     """One training run: its choices, what it was selected on, and the internal test and ieee8023 figures."""
-    meta = json.loads((folder / "resnet18.json").read_text())
+    meta = json.loads((folder / f"{run_backbone(folder)}.json").read_text())
     training = meta["training"]
     settings = training["settings"]
-    choices = ", ".join([f"{meta['input_size']} px", *(f"{k} {settings.get(k)}" for k in ABLATION_SETTINGS)])
+    choices = ", ".join(
+        [meta["backbone"], f"{meta['input_size']} px", *(f"{k} {settings.get(k)}" for k in ABLATION_SETTINGS)]
+    )
     selected = next(h for h in training["history"] if h["epoch"] == training["best_epoch"])
     held_out = [
         m
