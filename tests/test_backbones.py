@@ -9,7 +9,8 @@ from torch import nn
 import covidnet
 from covidnet.classes import CLASSES
 from covidnet.io.samples import samples
-from covidnet.models.checkpoints import save_checkpoint
+from covidnet.models.checkpoints import save_checkpoint, sha256_of
+from covidnet.models.pretrained import imagenet_start
 from covidnet.models.registry import (
     BACKBONES,
     BackboneSpec,
@@ -87,6 +88,11 @@ def test_imagenet_init_loads_torchvisions_cached_file_offline(name, tmp_path, mo
     assert body and all(torch.equal(v, reference[k]) for k, v in body.items())
     assert head(model, spec).out_features == len(CLASSES)
     assert list(model.state_dict())[-1] == f"{spec.head}.bias"
+    start = imagenet_start(spec)  # what a training run records: this file, and ImageNet's mean and std
+    file = cache / Path(weights.url).name
+    assert start.record == {"source": "torchvision", "weights": spec.imagenet_weights, "file": file.name,
+                            "sha256": sha256_of(file)}  # fmt: skip
+    assert start.normalisation["mean"] == (0.485, 0.456, 0.406)
 
 
 def test_imagenet_init_without_cached_weights_says_what_to_do(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ class CheckpointMetadata:
     dtype: str = "float32"  # storage type of the state dict
     init: str = "scratch"
     # For init "imagenet": where the ImageNet start came from (models/pretrained.py): {"source": "tflite", "file",
-    # "sha256", "converted_sha256"} or {"source": "torchvision", "weights", "file"}; empty otherwise.
+    # "sha256", "converted_sha256"} or {"source": "torchvision", "weights", "file", "sha256"}; empty otherwise.
     pretrained: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)

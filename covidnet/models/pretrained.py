@@ -70,8 +70,11 @@ def imagenet_start(spec: BackboneSpec) -> ImagenetStart:
     weights = torchvision.models.get_weight(spec.imagenet_weights)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     if cached.exists():
+        from covidnet.models.checkpoints import sha256_of  # checkpoints imports the registry, which imports this
+
         model = torchvision.models.get_model(spec.builder, weights=weights)
-        record = {"source": "torchvision", "weights": spec.imagenet_weights, "file": cached.name}
+        record = {"source": "torchvision", "weights": spec.imagenet_weights, "file": cached.name,
+                  "sha256": sha256_of(cached)}  # fmt: skip
         return ImagenetStart(model, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}, record)
     if spec.tflite_source is None:
         raise CovidNetError(
