@@ -250,7 +250,7 @@ def rss_mb():
         return int(f.read().split()[1]) * 4096 / 2**20
 import covidnet
 rss = {"import": rss_mb()}
-for name in covidnet.trained_backbones(sys.argv[1]):
+for name in sys.argv[3:] or covidnet.trained_backbones(sys.argv[1]):
     covidnet.load(name, weights_dir=sys.argv[1]).analyze(sys.argv[2])
     rss[name] = rss_mb()
 print(json.dumps(rss))
@@ -263,9 +263,12 @@ def cold_start_and_memory(weights: Path, scan_path: Path) -> dict:
     def cold():
         subprocess.run([sys.executable, "-c", COLD, str(weights), str(scan_path)], check=True, capture_output=True)
 
-    out = subprocess.run([sys.executable, "-c", PROBE, str(weights), str(scan_path)], check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
-    rss = json.loads(out)
+    def probe(*names: str) -> dict[str, float]:
+        """RSS after the imports, then after loading and running each of ``names`` (default: every backbone)."""
+        return json.loads(subprocess.run([sys.executable, "-c", PROBE, str(weights), str(scan_path), *names],
+                                         check=True, capture_output=True, text=True).stdout)  # fmt: skip
+
+    rss = probe()
     steps = list(rss.values())
     return {
         "cold_start_seconds": median_seconds(cold, repeats=REPEATS, warmup=1),
@@ -275,6 +278,10 @@ def cold_start_and_memory(weights: Path, scan_path: Path) -> dict:
         # what loading and running each backbone added, in registry order (the first also pays for shared parts:
         # the lung segmenter and torch's kernels)
         "rss_added_mb": {name: now - before for (name, now), before in zip(list(rss.items())[1:], steps, strict=False)},
+        # each backbone alone in a fresh process (its own cost, shared parts included)
+        "rss_alone_mb": {
+            name: alone[name] - alone["import"] for name in rss if name != "import" for alone in [probe(name)]
+        },
     }
 
 
@@ -353,7 +360,8 @@ def report_compare(c: dict) -> None:
 def report_process(p: dict) -> None:
     print(f"cold start: {p['cold_start_seconds']:.2f} s; RSS import {p['import_rss_mb']:.0f} MB, "
           f"+{p['rss_increase_mb']:.0f} MB with every backbone loaded and run ("
-          + ", ".join(f"{name} +{mb:.0f}" for name, mb in p.get("rss_added_mb", {}).items()) + ")")  # fmt: skip
+          + ", ".join(f"{name} +{mb:.0f}" for name, mb in p.get("rss_added_mb", {}).items()) + "); each alone: "
+          + ", ".join(f"{name} +{mb:.0f}" for name, mb in p.get("rss_alone_mb", {}).items()))  # fmt: skip
 
 
 SECTIONS = ("per_backbone", "compare_page", "cli_throughput", "scoring", "process")

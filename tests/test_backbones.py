@@ -149,7 +149,7 @@ def test_how_training_started_is_read_from_the_metadata_never_assumed():
     sentence = how_started([meta("resnet18", "scratch"), meta("vgg11_bn", "scratch"),
                             meta("mobilenet_v2", "imagenet", record)])  # fmt: skip
     assert sentence.startswith("resnet18 and vgg11_bn were trained from scratch; mobilenet_v2 was fine-tuned from")
-    assert "converted from Google's TensorFlow Lite tf2_mobilenet_v2_1.0_224_ptq.tflite (sha256 5d3137241276…)" in (
+    assert "converted from Google's TensorFlow Lite tf2_mobilenet_v2_1.0_224_ptq.tflite, sha256 5d3137241276…" in (
         sentence
     )
     assert "from scratch" not in how_started([meta("mobilenet_v2", "imagenet", record)])

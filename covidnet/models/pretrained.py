@@ -61,7 +61,7 @@ class ImagenetStart:
 def describe(record: dict[str, Any]) -> str:
     """A ``pretrained`` metadata record in words."""
     if record.get("source") == "tflite":
-        return f"converted from Google's TensorFlow Lite {record['file']} (sha256 {record['sha256'][:12]}…)"
+        return f"converted from Google's TensorFlow Lite {record['file']}, sha256 {record['sha256'][:12]}…"
     return f"torchvision's {record['weights']}"
 
 
