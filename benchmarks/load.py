@@ -153,7 +153,7 @@ def main() -> None:
 
     import covidnet
 
-    backbone = covidnet.trained_backbones()[0]  # the Analyse page's default
+    backbone = covidnet.default_backbone(covidnet.trained_backbones())  # the Analyse page's default
     expected = ungated_scans(args.sessions * args.scans_per_session + 1, backbone)
     warm_up, *paths = list(expected)
     work = [paths[i :: args.sessions] for i in range(args.sessions)]

