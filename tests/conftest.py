@@ -13,17 +13,19 @@ import torch
 import covidnet
 from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import save_checkpoint
-from covidnet.models.registry import build_model
+from covidnet.models.registry import build_model, get_spec
 
 CXR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 TEST_INPUT_SIZE = 128  # small inputs keep the suite fast; the real input sizes are in the registry
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 
 
-def lively(model: torch.nn.Module) -> torch.nn.Module:
+def lively(model: torch.nn.Module, head: str) -> torch.nn.Module:
     """``model`` as initialised, unless its activations vanish in eval mode with batch norm's default statistics
     (torchvision's MobileNetV2: every input then gives the same logits and a zero heatmap, as no trained network
-    does); then its batch norms get the statistics of a few noise batches, as training would give them."""
+    does). Then its batch norms get the statistics of a few noise batches, as training would give them, and its
+    head (linear layer ``head``) is scaled so that logits differ by units, as a trained network's do (Grad-CAM++
+    weighs gradients by their squares and cubes: with logits a hundredth apart its heatmap is all zero)."""
     probe = torch.randn(2, 3, TEST_INPUT_SIZE, TEST_INPUT_SIZE)
     with torch.no_grad():
         first, second = model.eval()(probe)
@@ -31,6 +33,7 @@ def lively(model: torch.nn.Module) -> torch.nn.Module:
             model.train()
             for _ in range(10):
                 model(torch.randn(8, 3, TEST_INPUT_SIZE, TEST_INPUT_SIZE))
+            model.get_submodule(head).weight.div_(model.eval()(probe).std())
     return model.eval()
 
 
@@ -41,7 +44,9 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("weights")
     for name in covidnet.backbones():
         torch.manual_seed(0)
-        save_checkpoint(lively(build_model(name)), backbone=name, input_size=TEST_INPUT_SIZE, out_dir=folder)
+        save_checkpoint(
+            lively(build_model(name), get_spec(name).head), backbone=name, input_size=TEST_INPUT_SIZE, out_dir=folder
+        )
     for path in lungs_paths(SHIPPED):
         shutil.copy(path, folder)
     return folder
