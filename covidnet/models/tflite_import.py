@@ -38,13 +38,6 @@ TFLITE_NORMALISATION = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # x / 
 _CONVOLUTIONS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
-def imagenet_mobilenet_v2(path: Path) -> nn.Module:
-    """torchvision's ``mobilenet_v2`` with the 1001-way ImageNet head, weights converted from the TFLite file."""
-    model = torchvision.models.mobilenet_v2(weights=None, num_classes=IMAGENET_OUTPUTS)
-    model.load_state_dict(convert_mobilenet_v2(path))
-    return model.eval()
-
-
 def convert_mobilenet_v2(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a 1001-way torchvision ``mobilenet_v2`` holding the TFLite file's weights."""
     layers = read_convolutions(path)
