@@ -20,7 +20,8 @@ from run import DATA, ROOT, median_seconds, medians, scans, weights_folder
 import covidnet
 from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
-from covidnet.inference.predictor import Predictor
+from covidnet.inference.predictor import Predictor, installed_segmenter
+from covidnet.models.checkpoints import load_checkpoint
 from covidnet.training.data import read_metadata
 from covidnet.training.splits import split_records
 
@@ -28,7 +29,9 @@ OUT = Path(__file__).parent / "experiments.json"
 
 
 def fresh(name: str, weights: Path) -> Predictor:
-    return Predictor.from_checkpoint(name, weights)
+    """A predictor with a network of its own (not the one ``load`` shares), no gate, and the lung segmenter."""
+    model, meta = load_checkpoint(name, weights)
+    return Predictor.of(model, meta, segmenter=installed_segmenter(weights))
 
 
 def main() -> None:
@@ -37,9 +40,9 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     for name in covidnet.trained_backbones(weights):
         baseline = fresh(name, weights)
-        x = baseline.tensor(scan)
+        x = baseline.prepare(scan).tensor.unsqueeze(0)
         contiguous = fresh(name, weights)
-        contiguous.model.to(memory_format=torch.contiguous_format)
+        contiguous.classifier.network.module.to(memory_format=torch.contiguous_format)
         row = medians(
             {
                 "analyze": lambda m=baseline: m.analyze(scan),
@@ -75,12 +78,12 @@ def main() -> None:
 
 def _forward(model: Predictor, x: torch.Tensor, mode) -> None:
     with mode():
-        model.model(x)
+        model.classifier.network.module(x)
 
 
 def _forward_bf16(model: Predictor, x: torch.Tensor) -> None:
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        model.model(x)
+        model.classifier.network.module(x)
 
 
 def bf16_accuracy(models: list[Predictor], batch: int = 64) -> dict[str, dict[str, float]]:
@@ -90,11 +93,13 @@ def bf16_accuracy(models: list[Predictor], batch: int = 64) -> dict[str, dict[st
     images = [covidnet.read_scan(r.path) for r in records]
     rows = {}
     for model in models:
-        inputs = [torch.cat([model.tensor(s) for s in images[i : i + batch]]) for i in range(0, len(images), batch)]
+        inputs = [
+            torch.stack([model.prepare(s).tensor for s in images[i : i + batch]]) for i in range(0, len(images), batch)
+        ]
         logits = {}
         for precision, autocast in (("float32", False), ("bf16", True)):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                logits[precision] = torch.cat([model.model(x).float() for x in inputs])
+                logits[precision] = torch.cat([model.classifier.network.module(x).float() for x in inputs])
         probabilities = {k: torch.softmax(v, 1).numpy() for k, v in logits.items()}
         rows[model.backbone] = {
             "macro_auc_float32": macro_auc(probabilities["float32"], labels),

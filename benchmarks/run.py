@@ -1,9 +1,9 @@
 """CovidNet's CPU benchmarks: `python benchmarks/run.py [--only SECTION ...] [--out benchmarks/results.json]`.
 
 Medians over repeated runs after a warm-up; every ratio is against a baseline measured in the same run:
-- per backbone: ``predict`` and ``analyze`` on one scan next to one plain forward and one forward+backward of
-  the same torchvision network at the same input size, and (with the lung segmenter installed, which ``analyze``
-  then runs too) next to the segmenter's own ``segment`` plus that forward+backward;
+- per backbone: ``predict`` (the probabilities alone) and ``analyze`` on one scan next to one plain forward and
+  one forward+backward of the same torchvision network at the same input size, and (with the lung segmenter
+  installed, which ``analyze`` then runs too) next to the segmenter's own ``segment`` plus that forward+backward;
 - the Compare page's work (every backbone on one scan);
 - ``covidnet predict`` throughput over 100 scans, with and without heatmaps, batched and one scan at a time;
 - batched scoring (in-process, models loaded) per backbone against the model alone at the same batch size, and
@@ -38,7 +38,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
-from covidnet.inference.predictor import installed_segmenter
+from covidnet.inference.predictor import Predictor, installed_segmenter
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
 from covidnet.models.registry import build_model, cam_layer, get_spec
@@ -88,6 +88,22 @@ def scans(count: int) -> list[Path]:
     return paths[::step][:count]
 
 
+def predict(model: Predictor, scan: covidnet.Scan) -> dict[str, float]:
+    """The calibrated probabilities alone: the prepared scan through the classifier, no gate, no heatmap."""
+    with torch.inference_mode():
+        logits = model.classifier.forward(model.prepare(scan).tensor.unsqueeze(0)).logits
+    return model.classifier.probabilities(logits)[0]
+
+
+def forward_prepared(model: Predictor, batch: torch.Tensor) -> None:
+    """``Predictor.forward`` on a batch already prepared: the classifier's pass and the gate's stage statistics
+    (recorded in that pass, or from the pass of the network whose gate it borrows)."""
+    network = model.classifier.network
+    with network.lock, torch.inference_mode(), model.gate.watching(network) as gate_statistics:
+        model.classifier.forward(batch)
+    gate_statistics(batch)
+
+
 def per_backbone(weights: Path, scan_path: Path) -> dict:
     scan = covidnet.read_scan(scan_path)
     segmenter = installed_segmenter(weights)
@@ -96,7 +112,7 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
     for name in covidnet.trained_backbones(weights):
         model = covidnet.load(name, weights_dir=weights)
         plain = build_model(name).eval()
-        plain.load_state_dict(model.model.state_dict())
+        plain.load_state_dict(model.classifier.network.module.state_dict())
         x = build_transform(model.meta)(scan.image).unsqueeze(0)
 
         def forward(plain=plain, x=x):
@@ -111,7 +127,7 @@ def per_backbone(weights: Path, scan_path: Path) -> dict:
             {
                 "forward": forward,
                 "forward_backward": forward_backward,
-                "predict": lambda m=model: m.predict(scan),
+                "predict": lambda m=model: predict(m, scan),
                 "analyze": lambda m=model: m.analyze(scan),
                 "seed_style_request": lambda n=name: seed_style_request(n, weights, scan_path),
                 **lungs,
@@ -187,9 +203,10 @@ def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAU
     for name in covidnet.trained_backbones(weights):
         model = covidnet.load(name, weights_dir=weights)
         scans = [covidnet.read_scan(p) for p in paths]
-        prepared = [model.prepare(scan, model.find_lungs(scan)) for scan in scans]
-        batches = torch.stack([p.tensor for p in prepared]).split(batch_size)
         segmenter = model.segmenter
+        lungs = [None if segmenter is None else segmenter.segment_batch([scan.image])[0] for scan in scans]
+        prepared = [model.prepare(scan, mask) for scan, mask in zip(scans, lungs, strict=True)]
+        batches = torch.stack([p.tensor for p in prepared]).split(batch_size)
         lung_batches = (
             [] if segmenter is None else torch.cat([segmenter.prepare(s.image) for s in scans]).split(batch_size)
         )
@@ -197,11 +214,11 @@ def scoring_throughput(weights: Path, paths: list[Path], batch_size: int = DEFAU
         def network_only(model=model, batches=batches):
             with torch.inference_mode():
                 for batch in batches:
-                    model.model(batch)
+                    model.classifier.network.module(batch)
 
         def classifier_only(model=model, batches=batches):
             for batch in batches:
-                model.forward_tensor(batch)
+                forward_prepared(model, batch)
 
         def segmenter_only(segmenter=segmenter, lung_batches=lung_batches):
             with torch.inference_mode():

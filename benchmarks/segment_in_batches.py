@@ -18,6 +18,7 @@ from pathlib import Path
 from run import ROOT, medians, scans
 
 import covidnet
+from covidnet.inference.predictor import Predictor
 from covidnet.scoring import pipeline
 
 BEFORE = "8db3802"  # the last commit whose reading threads found the lungs
@@ -36,6 +37,13 @@ def pipeline_at(commit: str):
     return module
 
 
+class _Before(Predictor):
+    """A predictor with the ``find_lungs`` that the pipeline of ``BEFORE`` calls in its reading threads."""
+
+    def find_lungs(self, scan: covidnet.Scan):
+        return None if self.segmenter is None else self.segmenter.segment_batch([scan.image])[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
@@ -46,9 +54,10 @@ def main() -> None:
     result = {"scans": len(items), "rounds": args.rounds, "before": BEFORE, "backbones": {}}
     for name in ("resnet18", "densenet121"):
         model = covidnet.load(name)
+        then = _Before(model.classifier, model.gate, model.segmenter)
         seconds = medians(
             {
-                "before": lambda model=model: list(before.score_blocks(items, [model])),
+                "before": lambda then=then: list(before.score_blocks(items, [then])),
                 "now": lambda model=model: list(pipeline.score_blocks(items, [model])),
             },
             repeats=args.rounds,

@@ -94,9 +94,9 @@ def test_evaluate_writes_each_archives_auc_from_the_models_own_predictions(
     assert main(argv) == 0
 
     report = read_report(out)
-    predicted = covidnet.load("resnet18", weights_dir=weights_dir).predict_batch(
-        [covidnet.read_scan(CXR_ROOT / row["path"]) for row in chosen]
-    )
+    model = covidnet.load("resnet18", weights_dir=weights_dir)
+    films = [covidnet.read_scan(CXR_ROOT / row["path"]) for row in chosen]
+    predicted = model.classifier.probabilities(model.forward(films).logits)
     probabilities = np.array([[p[c] for c in CLASSES] for p in predicted])
     labels = np.array([CLASSES.index(row["label"]) for row in chosen])
     for metrics in (report.backbones["resnet18"].metrics, report.ensemble.metrics):

@@ -10,6 +10,7 @@ import covidnet
 from covidnet.classes import CLASSES
 from covidnet.io.samples import samples
 from covidnet.models.checkpoints import save_checkpoint, sha256_of
+from covidnet.models.metadata import Pretrained
 from covidnet.models.pretrained import imagenet_start
 from covidnet.models.registry import (
     BACKBONES,
@@ -90,8 +91,7 @@ def test_imagenet_init_loads_torchvisions_cached_file_offline(name, tmp_path, mo
     assert list(model.state_dict())[-1] == f"{spec.head}.bias"
     start = imagenet_start(spec)  # what a training run records: this file, and ImageNet's mean and std
     file = cache / Path(weights.url).name
-    assert start.record == {"source": "torchvision", "weights": spec.imagenet_weights, "file": file.name,
-                            "sha256": sha256_of(file)}  # fmt: skip
+    assert start.record == Pretrained("torchvision", file.name, sha256_of(file), weights=spec.imagenet_weights)
     assert start.normalisation["mean"] == (0.485, 0.456, 0.406)
 
 
@@ -142,10 +142,10 @@ def test_how_training_started_is_read_from_the_metadata_never_assumed():
     from covidnet.models.metadata import CheckpointMetadata
     from covidnet.models.pretrained import how_started
 
-    def meta(name: str, init: str, pretrained: dict | None = None) -> CheckpointMetadata:
-        return CheckpointMetadata(name, name, 128, "", 0, 0, init=init, pretrained=pretrained or {})
+    def meta(name: str, init: str, pretrained: Pretrained | None = None) -> CheckpointMetadata:
+        return CheckpointMetadata(name, name, 128, "", 0, 0, init=init, pretrained=pretrained)
 
-    record = {"source": "tflite", "file": "tf2_mobilenet_v2_1.0_224_ptq.tflite", "sha256": "5d3137241276e79c86"}
+    record = Pretrained("tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite", "5d3137241276e79c86")
     sentence = how_started([meta("resnet18", "scratch"), meta("vgg11_bn", "scratch"),
                             meta("mobilenet_v2", "imagenet", record)])  # fmt: skip
     assert sentence.startswith("resnet18 and vgg11_bn were trained from scratch; mobilenet_v2 was fine-tuned from")

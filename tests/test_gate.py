@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 import covidnet
-from covidnet.inference.gate import FeatureGate, Gate, fit_gate, load_gate, mahalanobis, save_gate
+from covidnet.inference.feature_gate import FeatureGate, fit_gate, load_gate, mahalanobis, save_gate
+from covidnet.inference.gate import Gate
 from covidnet.inference.predictor import Predictor
 from covidnet.models.checkpoints import load_checkpoint
 from covidnet.models.registry import shipped_backbones
@@ -72,8 +73,10 @@ def test_analyze_reports_the_gate_from_the_same_pass(weights_dir, real_scans):
         (1.0, 1.0, 1.0),
         -1.0,
     )
-    closed = Predictor(model, meta, Gate(gate))
-    opened = Predictor(model, meta, Gate(dataclasses.replace(gate, threshold=1e9)))
+    closed = Predictor.of(model, meta, features=gate)
+    opened = dataclasses.replace(
+        closed, gate=dataclasses.replace(closed.gate, features=dataclasses.replace(gate, threshold=1e9))
+    )
     for cam in ("gradcam", None):
         flagged = closed.analyze(real_scans[0], cam=cam)
         assert flagged.flagged and "frontal chest X-ray" in flagged.warnings[0].message
@@ -142,10 +145,13 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     )
     share_gate(keeper, "densenet121", tmp_path)
     densenet = covidnet.load("densenet121", weights_dir=tmp_path)
-    assert densenet.gatekeeper is covidnet.load("resnet18", weights_dir=tmp_path)
+    resnet = covidnet.load("resnet18", weights_dir=tmp_path)
+    assert densenet.gate.stages.backbone == "resnet18"
+    assert densenet.gate.stages.network is resnet.classifier.network  # the loaded network is shared
     result = densenet.analyze(real_scans[0], cam=None)
     assert [w.code for w in result.warnings] == [WarningCode.NOT_CHEST_XRAY]
-    assert len(densenet.forward_batch([covidnet.read_scan(real_scans[1])]).stages) == len(widths)
+    assert len(densenet.forward([covidnet.read_scan(real_scans[1])]).stages) == len(widths)
+    assert not any(m._forward_hooks for m in resnet.classifier.network.module.modules())
 
 
 def test_mahalanobis_with_the_identity_is_the_euclidean_distance():

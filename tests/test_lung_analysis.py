@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +16,14 @@ from PIL import Image
 import covidnet
 from covidnet.assessment.shortcuts import heatmap_in_lungs_summary, mask_lungs, mask_outside_lungs, saliency_sanity
 from covidnet.errors import CheckpointError
-from covidnet.inference.cam import OUTLINE_RGB, mass_inside
+from covidnet.inference.analysis import IN_LUNGS_ALARM, lung_notes
+from covidnet.inference.drawing import OUTLINE_RGB, mass_inside
 from covidnet.inference.gate import Gate, looks_lateral
-from covidnet.inference.predictor import IN_LUNGS_ALARM, Predictor
+from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
 from covidnet.io.preprocessing import build_transform, widen
 from covidnet.lungs import LungMask, load_segmenter
 from covidnet.lungs.checkpoint import lungs_paths
-from covidnet.lungs.segment import split_joined_lungs
+from covidnet.lungs.segment import LungQuality, split_joined_lungs
 from covidnet.models.checkpoints import load_checkpoint, save_checkpoint
 from covidnet.models.metadata import read_checkpoint_metadata
 from covidnet.models.registry import build_model
@@ -43,6 +45,11 @@ def crop_weights(tmp_path_factory):
     return folder
 
 
+def fresh(name: str, folder: Path) -> Predictor:
+    """The predictor of ``name`` in ``folder`` without a gate, with the folder's lung segmenter (if any)."""
+    return Predictor(load_classifier(name, folder), segmenter=installed_segmenter(folder))
+
+
 def _scan(pixels: np.ndarray) -> covidnet.Scan:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
@@ -51,7 +58,7 @@ def _scan(pixels: np.ndarray) -> covidnet.Scan:
 
 def test_the_heatmap_is_measured_against_the_lungs_found(weights_dir, real_scans):
     scan = covidnet.read_scan(real_scans[1])
-    result = covidnet.Predictor.from_checkpoint("resnet18", weights_dir).analyze(scan)
+    result = fresh("resnet18", weights_dir).analyze(scan)
     assert result.lungs is not None and result.lungs.plausible
     assert result.lungs.mask.shape == result.heatmap.shape
     expected = result.heatmap[result.lungs.mask].sum() / result.heatmap.sum()
@@ -64,10 +71,10 @@ def test_the_heatmap_is_measured_against_the_lungs_found(weights_dir, real_scans
 
 def test_the_shortcut_alarm_names_the_share_in_plain_words(weights_dir, real_scans):
     """A heatmap made to lie outside the lungs raises the alarm; the same map inside them does not."""
-    model = covidnet.Predictor.from_checkpoint("resnet18", weights_dir)
+    model = fresh("resnet18", weights_dir)
     result = model.analyze(covidnet.read_scan(real_scans[0]))
-    outside = model._lung_notes(None, True, mass_inside(~result.lungs.mask * 1.0, result.lungs.mask))
-    inside = model._lung_notes(None, True, mass_inside(result.lungs.mask * 1.0, result.lungs.mask))
+    outside = lung_notes(False, mass_inside(~result.lungs.mask * 1.0, result.lungs.mask))
+    inside = lung_notes(False, mass_inside(result.lungs.mask * 1.0, result.lungs.mask))
     assert [w.code for w in outside] == [WarningCode.HEATMAP_OUTSIDE_LUNGS] and not inside
     assert "outside the lungs" in outside[0].message and "0%" in outside[0].message
 
@@ -75,13 +82,13 @@ def test_the_shortcut_alarm_names_the_share_in_plain_words(weights_dir, real_sca
 def test_without_a_segmenter_there_are_no_lung_figures(weights_dir, real_scans, tmp_path):
     for path in weights_dir.glob("resnet18.*"):
         shutil.copy(path, tmp_path)
-    result = covidnet.Predictor.from_checkpoint("resnet18", tmp_path).analyze(real_scans[0])
+    result = fresh("resnet18", tmp_path).analyze(real_scans[0])
     assert result.lungs is None and result.heatmap_in_lungs is None
     assert not any(w.code == WarningCode.HEATMAP_OUTSIDE_LUNGS for w in result.warnings)
 
 
 def test_the_lung_outline_is_drawn_on_the_lungs_border_only(weights_dir, real_scans):
-    result = covidnet.Predictor.from_checkpoint("resnet18", weights_dir).analyze(real_scans[2])
+    result = fresh("resnet18", weights_dir).analyze(real_scans[2])
     plain = np.asarray(result.overlay())
     outlined = np.asarray(result.overlay(lung_outline=True))
     changed = (plain != outlined).any(2)
@@ -94,14 +101,14 @@ def test_the_lung_outline_is_drawn_on_the_lungs_border_only(weights_dir, real_sc
 
 
 def test_a_crop_model_is_fed_the_lungs_and_its_heatmap_lines_up_with_the_image(crop_weights, real_scans):
-    model = covidnet.Predictor.from_checkpoint("resnet18", crop_weights)
+    model = fresh("resnet18", crop_weights)
     scan = covidnet.read_scan(real_scans[1])
     result = model.analyze(scan)
     box = widen(result.lungs.box, 0.1, scan.image.size)
     assert box != (0, 0, *scan.image.size)
     x, geometry, _ = model.prepare(scan)
     assert geometry.box == box
-    crop_only = build_transform(replace(model.meta, crop={}))(scan.image.crop(box))
+    crop_only = build_transform(replace(model.meta, crop=None))(scan.image.crop(box))
     torch.testing.assert_close(x, crop_only)  # the crop, then the usual preprocessing
     left, top, right, bottom = box
     outside = np.ones(result.heatmap.shape, dtype=bool)
@@ -112,7 +119,7 @@ def test_a_crop_model_is_fed_the_lungs_and_its_heatmap_lines_up_with_the_image(c
 
 
 def test_a_crop_model_sees_the_whole_image_when_no_lungs_are_found_and_says_so(crop_weights):
-    model = covidnet.Predictor.from_checkpoint("resnet18", crop_weights)
+    model = fresh("resnet18", crop_weights)
     scan = _scan(np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1)))
     result = model.analyze(scan)
     assert not result.lungs.plausible and result.heatmap_in_lungs is None
@@ -123,24 +130,24 @@ def test_a_crop_model_sees_the_whole_image_when_no_lungs_are_found_and_says_so(c
 def test_a_crop_model_needs_the_segmenter_it_was_trained_with(crop_weights, tmp_path):
     model, meta = load_checkpoint("resnet18", crop_weights)
     with pytest.raises(CheckpointError, match="no lung segmenter"):
-        Predictor(model, meta)
-    other = replace(meta, crop={**meta.crop, "segmenter_sha256": "0" * 64})
+        Predictor.of(model, meta)
+    other = replace(meta, crop=replace(meta.crop, segmenter_sha256="0" * 64))
     with pytest.raises(CheckpointError, match="another lung segmenter"):
-        Predictor(model, other, segmenter=load_segmenter())
-    assert read_checkpoint_metadata(crop_weights / "resnet18.json").crop["to"] == "lungs"
+        Predictor.of(model, other, segmenter=load_segmenter())
+    assert read_checkpoint_metadata(crop_weights / "resnet18.json").crop.to == "lungs"
 
 
-def _lungs(checks: dict[str, float]) -> LungMask:
-    quality = float(np.prod(list(checks.values())))
+def _lungs(checks: LungQuality) -> LungMask:
+    quality = checks.product
     mask = np.zeros((64, 64), dtype=bool)
     return LungMask(mask, 0.0, None, quality, quality >= 0.5, checks=checks)
 
 
 def test_the_gate_says_no_lung_fields_found_or_lateral_view():
     xray = _scan(np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (256, 1)))
-    base = {"confidence": 0.9, "area": 1.0, "balance": 1.0, "layout": 1.0, "shape": 1.0, "clutter": 1.0}
-    one_field = _lungs(base | {"balance": 0.0, "layout": 0.0, "shape": 0.0})
-    nothing = _lungs(base | {"confidence": 0.1, "area": 0.0, "balance": 0.0})
+    base = LungQuality(confidence=0.9, area=1.0, balance=1.0, layout=1.0, shape=1.0, clutter=1.0)
+    one_field = _lungs(replace(base, balance=0.0, layout=0.0, shape=0.0))
+    nothing = _lungs(replace(base, confidence=0.1, area=0.0, balance=0.0))
     frontal = _lungs(base)
     warnings = Gate().check([xray] * 3, None, [one_field, nothing, frontal])
     assert [w.code for w in warnings[0]] == [WarningCode.LATERAL_VIEW] and "frontal" in warnings[0][0].message
@@ -151,7 +158,7 @@ def test_the_gate_says_no_lung_fields_found_or_lateral_view():
 
 
 def test_a_lateral_view_counts_as_flagged(weights_dir, real_scans):
-    result = covidnet.Predictor.from_checkpoint("resnet18", weights_dir).analyze(real_scans[0], cam=None)
+    result = fresh("resnet18", weights_dir).analyze(real_scans[0], cam=None)
     lateral = covidnet.ScanWarning(WarningCode.LATERAL_VIEW, "side view")
     assert not result.flagged and replace(result, warnings=[lateral]).flagged
 
@@ -185,6 +192,6 @@ def test_heatmap_in_lungs_is_summarised_per_class():
 
 
 def test_the_saliency_check_randomises_a_crop_model_and_keeps_feeding_it_crops(crop_weights, real_scans):
-    model = covidnet.Predictor.from_checkpoint("resnet18", crop_weights)
+    model = fresh("resnet18", crop_weights)
     result = saliency_sanity(model, [covidnet.read_scan(real_scans[1])])
     assert result["n"] == 1 and -1 <= result["median_spearman"] <= 1

@@ -15,7 +15,7 @@ from PIL import Image
 
 import covidnet
 from covidnet.cli import main
-from covidnet.errors import CheckpointError
+from covidnet.errors import CheckpointError, CovidNetError
 from covidnet.lungs import LungMask, load_segmenter, segment_lungs
 from covidnet.lungs.checkpoint import load_lungs_checkpoint, lungs_paths, verify_lungs_checkpoint
 from covidnet.lungs.data import read_lung_records, read_mask
@@ -79,13 +79,13 @@ def test_the_mask_has_the_display_images_size_for_a_non_square_scan(lung_records
     assert 0 <= lungs.quality <= 1 and lungs.plausible
 
 
-def test_a_batch_with_inputs_made_ahead_and_a_thread_pool_finds_each_scans_lungs(held_out):
+def test_a_batch_with_a_thread_pool_finds_each_scans_lungs(held_out):
     from concurrent.futures import ThreadPoolExecutor
 
     segmenter = load_segmenter(SHIPPED)
     images = [covidnet.read_scan(r.image).image for r in held_out[:6]]
     with ThreadPoolExecutor(2) as pool:
-        batched = segmenter.segment_batch(images, inputs=[segmenter.prepare(i) for i in images], mapper=pool.map)
+        batched = segmenter.segment_batch(images, mapper=pool.map)
     for image, together in zip(images, batched, strict=True):
         alone = segmenter.segment(image)
         assert together.mask.shape == (image.height, image.width)
@@ -112,7 +112,7 @@ def test_the_shipped_metadata_matches_its_file():
     pt_path, meta_path = lungs_paths(SHIPPED)
     meta = json.loads(meta_path.read_text())
     assert sha256_of(pt_path) == meta["sha256"] and pt_path.stat().st_size == meta["size_bytes"] <= 10 * 2**20
-    assert verify_lungs_checkpoint(SHIPPED).sha256 == meta["sha256"]
+    assert verify_lungs_checkpoint(SHIPPED).sha256 == meta["sha256"] == load_segmenter(SHIPPED).sha256
     model, _ = load_lungs_checkpoint(SHIPPED)
     assert sum(p.numel() for p in model.parameters()) == meta["parameters"]
     validation = meta["metrics"]["validation"]
@@ -141,7 +141,7 @@ def test_a_tampered_or_missing_file_is_refused(tmp_path):
 
 
 def test_an_unknown_convention_is_refused():
-    with pytest.raises(ValueError, match="convention"):
+    with pytest.raises(CovidNetError, match="convention"):
         segment_lungs(_png(Image.new("L", (256, 256), 90)), convention="jsrt", weights_dir=SHIPPED)
 
 

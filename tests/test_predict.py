@@ -16,7 +16,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import covidnet
 from covidnet.classes import CLASSES
-from covidnet.inference.cam import overlay
+from covidnet.inference.drawing import overlay
+from covidnet.inference.feature_gate import FeatureGate, StageExtractor
+from covidnet.inference.gate import Gate
 from covidnet.inference.predictor import Predictor
 from covidnet.models.checkpoints import load_checkpoint
 from covidnet.models.registry import build_model, cam_layer, get_spec, head
@@ -29,38 +31,47 @@ def scans(real_scans):
     return [covidnet.read_scan(path) for path in real_scans]
 
 
+def probabilities_of(model: Predictor, scans: list[covidnet.Scan]) -> list[dict[str, float]]:
+    """Calibrated probabilities from one plain forward pass over the batch (no heatmap, no checks)."""
+    return model.classifier.probabilities(model.forward(scans).logits)
+
+
 @pytest.mark.parametrize("name", BACKBONES)
 def test_predict_returns_probabilities_that_sum_to_one(name, weights_dir, scans):
     model = covidnet.load(name, weights_dir=weights_dir)
     for scan in scans:
-        probabilities = model.predict(scan)
+        probabilities = model.analyze(scan, cam=None).probabilities
         assert list(probabilities) == list(CLASSES)
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
         assert all(0.0 <= p <= 1.0 for p in probabilities.values())
 
 
 def test_load_is_cached_per_backbone(weights_dir):
-    assert covidnet.load("resnet18", weights_dir=weights_dir) is covidnet.load("resnet18", weights_dir=weights_dir)
+    """Each ``load`` composes a predictor of the parts loaded once: the network and the segmenter are shared."""
+    first, second = (covidnet.load("resnet18", weights_dir=weights_dir) for _ in range(2))
+    assert first.classifier.network is second.classifier.network
+    assert first.segmenter is not None and first.segmenter is second.segmenter
 
 
 def test_batch_equals_one_at_a_time(weights_dir, scans):
     model = covidnet.load("resnet18", weights_dir=weights_dir)
-    batched = model.predict_batch(scans)
+    batched = probabilities_of(model, scans)
     for scan, row in zip(scans, batched, strict=True):
-        single = model.predict(scan)
-        assert row == pytest.approx(single, abs=1e-5)
+        assert row == pytest.approx(probabilities_of(model, [scan])[0], abs=1e-5)
+        assert row == pytest.approx(model.analyze(scan, cam=None).probabilities, abs=1e-5)
 
 
 def test_temperature_from_the_card_is_applied(weights_dir, scans):
     shared = covidnet.load("resnet18", weights_dir=weights_dir)
     model, meta = load_checkpoint("resnet18", weights_dir)
-    hot = Predictor(model, dataclasses.replace(meta, temperature=4.0))
-    x = shared.tensor(scans[0])
+    hot = Predictor.of(model, dataclasses.replace(meta, temperature=4.0))
+    x = shared.prepare(scans[0]).tensor.unsqueeze(0)
     with torch.inference_mode():
-        logits = shared.model(x)[0]
+        logits = shared.classifier.network.module(x)[0]
     expected = torch.softmax(logits / 4.0, dim=0)
-    assert list(hot.predict(scans[0]).values()) == pytest.approx(expected.tolist(), abs=1e-6)
-    assert max(hot.predict(scans[0]).values()) < max(shared.predict(scans[0]).values())
+    hot_probabilities = hot.analyze(scans[0], cam=None).probabilities
+    assert list(hot_probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    assert max(hot_probabilities.values()) < max(shared.analyze(scans[0], cam=None).probabilities.values())
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -76,7 +87,7 @@ def test_analyze_gives_a_heatmap_the_size_of_the_scan(name, cam, weights_dir, sc
     drawn = result.overlay()
     assert drawn.size == scan.image.size and drawn.mode == "RGB"
     assert result.cam == cam and result.prediction == max(result.probabilities, key=result.probabilities.get)
-    assert result.probabilities == pytest.approx(model.predict(scan), abs=1e-5)
+    assert result.probabilities == pytest.approx(model.analyze(scan, cam=None).probabilities, abs=1e-5)
     assert result.seconds > 0
 
 
@@ -110,8 +121,8 @@ def test_heatmap_equals_the_grad_cam_package_on_an_unmodified_model(name, method
     pytorch_grad_cam gives on a plain copy of the model, brought to its 128-pixel output the way it does."""
     shared = covidnet.load(name, weights_dir=weights_dir)
     plain = build_model(name).eval()
-    plain.load_state_dict(shared.model.state_dict())
-    x = shared.tensor(scans[2])
+    plain.load_state_dict(shared.classifier.network.module.state_dict())
+    x = shared.prepare(scans[2]).tensor.unsqueeze(0)
     for label in CLASSES:
         target = [ClassifierOutputTarget(CLASSES.index(label))]
         with GRAD_CAM_PACKAGE[method](plain, [cam_layer(plain, get_spec(name))]) as cam:
@@ -157,14 +168,14 @@ def test_analyze_accepts_a_path_and_reports_reading_warnings(weights_dir, real_s
 
 @pytest.mark.slow
 def test_concurrent_calls_on_shared_models_equal_a_sequential_run(weights_dir, scans):
-    """8 threads × every scan × every backbone, analyze and predict mixed, on the shared models."""
-    jobs = [(name, i, kind) for name in BACKBONES for i in range(len(scans)) for kind in ("analyze", "predict")]
+    """8 threads × every scan × every backbone, analyze and a plain forward pass mixed, on the shared models."""
+    jobs = [(name, i, kind) for name in BACKBONES for i in range(len(scans)) for kind in ("analyze", "forward")]
 
     def run(job):
         name, i, kind = job
         model = covidnet.load(name, weights_dir=weights_dir)
-        if kind == "predict":
-            return model.predict(scans[i]), None
+        if kind == "forward":
+            return probabilities_of(model, [scans[i]])[0], None
         result = model.analyze(scans[i], cam="gradcam++" if i % 2 else "gradcam")
         return result.probabilities, result.heatmap
 
@@ -177,36 +188,56 @@ def test_concurrent_calls_on_shared_models_equal_a_sequential_run(weights_dir, s
             assert np.array_equal(got[1], expected[1])
 
 
+RESNET18_GATE = FeatureGate(  # unit statistics of resnet18's layer1..layer3 (mean and std of 64, 128, 256 channels)
+    tuple(torch.zeros(w, dtype=torch.float64) for w in (128, 256, 512)),
+    tuple(torch.eye(w, dtype=torch.float64) for w in (128, 256, 512)),
+    (1.0, 1.0, 1.0),
+    1e9,
+)
+
+
+def no_forward_hooks(module: torch.nn.Module) -> bool:
+    return not any(m._forward_hooks for m in module.modules())
+
+
 @pytest.mark.parametrize("name", BACKBONES)
 def test_gate_stages_equal_a_full_pass_and_skip_the_rest_of_the_network(name, weights_dir, scans):
-    model = covidnet.load(name, weights_dir=weights_dir)
-    x = torch.cat([model.tensor(s) for s in scans])
-    full = model.forward_tensor(x).stages
+    shared = covidnet.load(name, weights_dir=weights_dir)
+    network = shared.classifier.network
+    stages = StageExtractor(network, get_spec(name).gate_layers, name)
+    # A gate fitted on this network: its stages are recorded during the full pass (the pass does not score them).
+    model = Predictor(shared.classifier, Gate(FeatureGate((), (), (), 0.0), stages))
+    x = torch.stack([model.prepare(s).tensor for s in scans])
+    full = model.forward(scans).stages
     heads = []
-    hook = head(model.model, get_spec(name)).register_forward_hook(lambda *_: heads.append(1))
+    hook = head(network.module, get_spec(name)).register_forward_hook(lambda *_: heads.append(1))
     try:
-        early = model.gate_stages(x)
+        early = model.gate.stages.extract(x)
     finally:
         hook.remove()
     assert heads == []
     assert len(early) == len(full) == len(get_spec(name).gate_layers)
     assert all(torch.equal(a, b) for a, b in zip(early, full, strict=True))
+    assert no_forward_hooks(network.module)  # the stages' hooks lived for their pass only
     with torch.inference_mode():  # a plain pass after a gate-only one runs to the end
-        assert model.model(x).shape == (len(scans), len(covidnet.CLASSES))
+        assert network.module(x).shape == (len(scans), len(covidnet.CLASSES))
 
 
-def test_the_predictor_leaves_the_model_it_was_given_untouched_and_its_tap_releases_its_hooks(weights_dir):
+def test_the_predictor_takes_its_model_over_and_leaves_no_hooks_after_a_pass(weights_dir, scans):
     model, meta = load_checkpoint("resnet18", weights_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    predictor = Predictor(model, meta)
-    hooks = sum(len(m._forward_hooks) for m in predictor.model.modules())
-    assert hooks == 2 + len(get_spec("resnet18").gate_layers)  # explained layer, head, gate stages
-    assert not any(m._forward_hooks for m in model.modules())
-    assert all(p.requires_grad for p in model.parameters()) and model.training
+    predictor = Predictor.of(model, meta, features=RESNET18_GATE)
+    network = predictor.classifier.network
+    assert network.module is model and predictor.gate.stages.network is network  # one network, one lock
+    assert not model.training and not any(p.requires_grad for p in model.parameters())  # frozen, in eval mode
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    predictor.tap.close()
-    assert not any(m._forward_hooks for m in predictor.model.modules())
+    assert no_forward_hooks(model)
+    for cam in ("gradcam", "eigencam", None):  # explained layer, head and gate stages hooked for the pass only
+        assert predictor.analyze(scans[0], cam=cam).warnings == []
+        assert no_forward_hooks(model)
+    assert len(predictor.forward(scans[:2]).stages) == len(get_spec("resnet18").gate_layers)
+    assert no_forward_hooks(model)
 
 
 def test_an_analysis_serialises_once_for_every_consumer(weights_dir, scans):

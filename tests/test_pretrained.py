@@ -123,14 +123,14 @@ def test_imagenet_init_converts_once_caches_verified_and_records_the_source(tmp_
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torchvision weights: the conversion is used
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
     start = imagenet_start(get_spec("mobilenet_v2"))
-    assert start.record["source"] == "tflite" and start.record["sha256"] == TFLITE_FILES[start.record["file"]]
+    assert start.record.source == "tflite" and start.record.sha256 == TFLITE_FILES[start.record.file]
     assert start.normalisation == {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
     assert "converted from Google's TensorFlow Lite tf2_mobilenet_v2_1.0_224_ptq.tflite" in start.description
     cached = next((tmp_path / "cache").glob("*.pt"))
-    assert json.loads(cached.with_suffix(".json").read_text())["sha256"] == start.record["converted_sha256"]
+    assert json.loads(cached.with_suffix(".json").read_text())["sha256"] == start.record.converted_sha256
 
     cached.write_bytes(cached.read_bytes()[:-8] + b"tampered")  # a damaged cache is converted again, not loaded
-    state, record = converted_state(FOLDER / start.record["file"])
+    state, record = converted_state(FOLDER / start.record.file)
     assert record == start.record
     assert all(torch.equal(v, start.model.state_dict()[k]) for k, v in state.items())
 
@@ -159,7 +159,7 @@ def test_fine_tuning_starts_from_the_pretrained_network(tmp_path, monkeypatch):
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
     start = imagenet_start(get_spec("mobilenet_v2"))
     bare = torchvision.models.mobilenet_v2(weights=None, num_classes=IMAGENET_OUTPUTS)
-    bare.load_state_dict(convert_mobilenet_v2(FOLDER / start.record["file"]))
+    bare.load_state_dict(convert_mobilenet_v2(FOLDER / start.record.file))
     x = torch.stack([torch.from_numpy(photo_pixels(p).copy()).permute(2, 0, 1) for p in PHOTOS]).float() / 127.5 - 1
     x = torch.cat([x, x.flip(-1)])  # the batch the statistics were measured on
     with torch.no_grad():

@@ -17,9 +17,10 @@ from scan_files import odd_inputs
 from test_cli import covidnet_cli
 
 import covidnet
-from covidnet.inference.gate import FeatureGate, Gate
+from covidnet.inference.feature_gate import FeatureGate
 from covidnet.inference.predictor import Predictor
 from covidnet.inference.results import Analysis
+from covidnet.io.preprocessing import build_transform
 from covidnet.io.reading import SCAN_SUFFIXES
 from covidnet.models.checkpoints import load_checkpoint
 from covidnet.notices import WarningCode
@@ -72,7 +73,7 @@ def gated(weights_dir: Path, threshold: float) -> Predictor:
     widths = [128, 256, 512]  # mean and std of resnet18's layer1..layer3 channels
     means = tuple(torch.zeros(w, dtype=torch.float64) for w in widths)
     precisions = tuple(torch.eye(w, dtype=torch.float64) for w in widths)
-    return Predictor(model, meta, Gate(FeatureGate(means, precisions, (1.0, 1.0, 1.0), threshold)))
+    return Predictor.of(model, meta, features=FeatureGate(means, precisions, (1.0, 1.0, 1.0), threshold))
 
 
 @pytest.mark.parametrize(
@@ -270,7 +271,7 @@ def test_a_predictor_prepares_a_scan_the_way_analyze_does(weights_dir, real_scan
     model = covidnet.load("vgg11_bn", weights_dir=weights_dir)
     scan = covidnet.read_scan(real_scans[2])
     prepared = model.prepare(scan)
-    assert torch.equal(prepared.tensor.unsqueeze(0), model.tensor(scan))
+    assert torch.equal(prepared.tensor, build_transform(model.meta)(scan.image))  # the card's preprocessing
     assert prepared.geometry.image_size == scan.image.size
     [analysis] = model.analyze_batch([scan], cam=None, prepared=[prepared])
-    assert analysis.probabilities == pytest.approx(model.predict(scan), abs=1e-6)
+    assert analysis.probabilities == pytest.approx(model.analyze(scan, cam=None).probabilities, abs=1e-6)

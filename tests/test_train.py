@@ -89,9 +89,9 @@ def test_training_against_source_shortcuts_records_every_choice_and_its_model_is
         shutil.copy(path, tmp_path / "weights")
     model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")
     scan = covidnet.read_scan(next((CXR_ROOT / "images").rglob("*.jpg")))
-    box = model.find_lungs(scan).box
+    box = model.segmenter.segment_batch([scan.image])[0].box
     expected = build_transform(meta)(scan.image, box)  # the recorded crop and equalisation, no augmentation
-    assert torch.equal(model.tensor(scan)[0], expected)
+    assert torch.equal(model.prepare(scan).tensor, expected)
 
 
 @pytest.mark.slow

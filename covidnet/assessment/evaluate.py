@@ -46,7 +46,7 @@ from covidnet.assessment.shortcuts import (
 from covidnet.assessment.thresholds import uncertainty_threshold
 from covidnet.classes import CLASSES
 from covidnet.errors import ScanError
-from covidnet.inference.predictor import Outputs, Predictor, installed_segmenter, load
+from covidnet.inference.predictor import Forward, Predictor, installed_segmenter, load
 from covidnet.inference.results import average_probabilities
 from covidnet.io.reading import Scan, read_scan
 from covidnet.lungs.segment import LungMask
@@ -148,16 +148,16 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
     return recorded
 
 
-def forward_all(predictor: Predictor, scans: list[Scan], lungs: list[LungMask | None] | None = None) -> Outputs:
+def forward_all(predictor: Predictor, scans: list[Scan], lungs: list[LungMask | None] | None = None) -> Forward:
     """Logits, penultimate features and gate statistics for every scan, in batches (a lung-crop model is fed the
     crops around ``lungs``)."""
     lungs = lungs or [None] * len(scans)
     batches = range(0, len(scans), BATCH)
     parts = [
-        predictor.forward_batch(scans[i : i + BATCH], lungs[i : i + BATCH])
+        predictor.forward(scans[i : i + BATCH], lungs[i : i + BATCH])
         for i in tqdm(batches, desc=predictor.backbone)
     ]
-    return Outputs(
+    return Forward(
         torch.cat([p.logits for p in parts]),
         torch.cat([p.features for p in parts]),
         [torch.cat([p.stages[k] for p in parts]) for k in range(len(parts[0].stages))],
@@ -182,7 +182,7 @@ def _by_source(probabilities: np.ndarray, labels: np.ndarray, records: list[Reco
 
 
 def _gate_flags(
-    predictor: Predictor, scans: list[Scan], lungs: list[LungMask] | None, records: list[Record], outputs: Outputs
+    predictor: Predictor, scans: list[Scan], lungs: list[LungMask] | None, records: list[Record], outputs: Forward
 ) -> GateFlags:
     """How many scans the chest X-ray gate flags, overall and per data source and class."""
     flagged = [bool(warnings) for warnings in predictor.gate.check(scans, outputs.stages, lungs)]

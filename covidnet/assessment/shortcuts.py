@@ -108,8 +108,8 @@ def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -
     """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers from the explained
     one onwards are re-initialised (cascading randomisation); for a parameter-free explained layer, from the start
     of the stage that computes it, so that the explained activations themselves are randomised."""
-    randomised = Predictor(
-        _reinitialised_from_cam_layer(predictor, seed), predictor.meta, segmenter=predictor.segmenter, hand_over=True
+    randomised = Predictor.of(
+        _reinitialised_from_cam_layer(predictor, seed), predictor.meta, segmenter=predictor.segmenter
     )
     correlations = []
     for scan in scans:
@@ -128,7 +128,7 @@ def _reinitialised_from_cam_layer(predictor: Predictor, seed: int) -> torch.nn.M
     torch.manual_seed(seed)
     fresh = build_model(predictor.backbone)
     model = build_model(predictor.backbone)
-    model.load_state_dict(predictor.model.state_dict())
+    model.load_state_dict(predictor.classifier.network.module.state_dict())
     spec = get_spec(predictor.backbone)
     modules = list(model.named_modules())
     names = [name for name, _ in modules]

@@ -51,7 +51,7 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def run_fit_gate(args: argparse.Namespace) -> int:
     """Fit each chosen backbone's gate on the train split and threshold it on val (or share one backbone's)."""
-    from covidnet.inference.predictor import Predictor
+    from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
     from covidnet.training.data import read_metadata
     from covidnet.training.gate_fitting import fit_from_splits, share_gate
     from covidnet.training.splits import split_records
@@ -59,16 +59,18 @@ def run_fit_gate(args: argparse.Namespace) -> int:
     folder = args.weights_dir or default_weights_dir()
     names = resolve_backbones(args.backbone, folder)
     parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
+
+    def without_gate(name: str) -> Predictor:
+        return Predictor(load_classifier(name, folder), segmenter=installed_segmenter(folder))
+
     if args.shared_from:
-        keeper = fit_from_splits(
-            Predictor.from_checkpoint(args.shared_from, folder), parts["train"], parts["val"], folder
-        )
+        keeper = fit_from_splits(without_gate(args.shared_from), parts["train"], parts["val"], folder)
         for name in [n for n in names if n != args.shared_from]:
             share_gate(keeper, name, folder)
             print(f"{name}: uses the gate of {args.shared_from}")
         return EXIT_OK
     for name in names:
-        predictor = Predictor.from_checkpoint(name, folder)  # without any earlier gate
+        predictor = without_gate(name)  # without any earlier gate
         meta = fit_from_splits(predictor, parts["train"], parts["val"], folder)
         print(f"{predictor.backbone}: gate threshold {meta.gate['threshold']:.1f} (fitted on {meta.gate['fitted_on']})")
     return EXIT_OK
@@ -84,7 +86,7 @@ def run_gate_report(args: argparse.Namespace) -> int:
         flagged = Counter(kind for kind, _, scan in corpus if predictor.analyze(scan, cam=None).flagged)
         report["backbones"][predictor.backbone] = {
             "gate_fitted": predictor.gate.fitted,
-            "gate_of": predictor.gatekeeper.backbone if predictor.gatekeeper else predictor.backbone,
+            "gate_of": predictor.gate.stages.backbone if predictor.gate.stages else predictor.backbone,
             "flagged_share": sum(flagged.values()) / len(corpus),
             "flagged_share_by_kind": {kind: flagged[kind] / n for kind, n in kinds.items()},
         }

@@ -1,4 +1,4 @@
-"""Class activation maps from one layer's activations and gradients, and heatmap overlays.
+"""Class activation maps from one layer's activations and gradients: the six formulas and their ``Explainer``.
 
 The six methods follow the ``pytorch_grad_cam`` package (v1.5.7) formula for formula, and the tests check
 every one against it on every backbone. CovidNet does not import that package at run time: its import pulls
@@ -8,13 +8,18 @@ alone would push the app past Streamlit Community Cloud's 690 MB (measured in be
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, ImageChops, ImageFilter
 
 from covidnet.errors import UnknownCamMethodError
+
+if TYPE_CHECKING:
+    from covidnet.inference.classifier import Classifier
+    from covidnet.inference.explainer import Heatmaps
 
 # Each method maps a layer's activations A and the target score's gradients G, both (channels, height,
 # width), to a (height, width) map before the ReLU.
@@ -90,66 +95,46 @@ def cam_grid(method: str, activations: torch.Tensor, gradients: torch.Tensor | N
     return grid / (grid.max() + 1e-7)
 
 
-class ClassActivationMap:
-    """One heatmap computation: a CAM method applied to one pass's explained-layer activations.
+class CamExplainer:
+    """The ``Explainer`` of a CAM formula: a forward hook keeps the explained layer's output during the pass, and
+    the heatmaps come from it and (for gradient methods) from one backward pass of the target scores.
 
-    Made per call; for gradient methods it runs the backward pass from the target score to the
-    activations (which the predictor's feature tap made a leaf, so the pass stops there).
+    With gradients on, the hook makes the layer's output a fresh leaf that requires a gradient: no parameter needs
+    one at inference (all are frozen), so the backward pass runs from the target scores to this layer only, and
+    the gradients there are unchanged. The clone keeps in-place operations downstream (DenseNet's ReLU) legal.
     """
 
     def __init__(self, method: str) -> None:
         check_method(method)
-        self.method = method
+        self.name = self.method = method
         self.needs_gradients = method not in GRADIENT_FREE
 
-    def __call__(self, activations: torch.Tensor, scores: torch.Tensor | None) -> list[np.ndarray]:
-        """The [0, 1] grid of each image of ``activations``; ``scores`` are the explained classes' logits, one
-        per image. One backward pass of their sum gives every image its own gradients: in an evaluating
-        model the images of a batch do not interact."""
-        gradients = torch.autograd.grad(scores.sum(), activations)[0] if self.needs_gradients else None
+    @contextmanager
+    def watch(self, classifier: Classifier, batch: torch.Tensor) -> Iterator[Heatmaps]:
+        """Hook ``classifier``'s explained layer for the pass run inside this block (``batch`` is not needed)."""
+        kept: list[torch.Tensor] = []
+
+        def keep(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            if not torch.is_grad_enabled():
+                kept.append(output)
+                return None
+            kept.append(output.detach().requires_grad_().clone())
+            return kept[-1]
+
+        handle = classifier.explained_layer.register_forward_hook(keep)
+        try:
+            yield lambda logits, targets: self._grids(kept[-1], logits, targets)
+        finally:
+            handle.remove()
+
+    def _grids(self, activations: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> list[np.ndarray]:
+        """The [0, 1] grid of each image. One backward pass of the sum of the target scores gives every image its
+        own gradients: in an evaluating model the images of a batch do not interact."""
+        gradients = None
+        if self.needs_gradients:
+            scores = logits.gather(1, targets[:, None])[:, 0]
+            gradients = torch.autograd.grad(scores.sum(), activations)[0]
         return [
             cam_grid(self.method, a, None if gradients is None else gradients[k])
             for k, a in enumerate(activations.detach())
         ]
-
-
-def _jet() -> np.ndarray:
-    """The classic "jet" colour map as a 256 × 3 uint8 lookup table: each channel a clipped triangle, blue
-    peaking at 1/4, green at 1/2, red at 3/4 (OpenCV's COLORMAP_JET draws the same ramps)."""
-    x = np.linspace(0.0, 1.0, 256)[:, None]
-    return np.round(255 * np.clip(1.5 - np.abs(4 * x - np.array([3, 2, 1])), 0, 1)).astype(np.uint8)
-
-
-JET = _jet()
-
-
-def overlay(image: Image.Image, heatmap: np.ndarray, *, opacity: float = 0.4) -> Image.Image:
-    """The heatmap drawn in colour ("jet": blue low, red high) over the greyscale ``image`` (same size), RGB."""
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be between 0 and 1, not {opacity}")
-    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    colours = JET[np.uint8(255 * np.clip(heatmap, 0.0, 1.0))].astype(np.float32) / 255.0
-    drawn = opacity * colours + (1.0 - opacity) * base
-    return Image.fromarray(np.uint8(255 * drawn / max(float(drawn.max()), 1e-7)))
-
-
-OUTLINE_RGB = (0, 255, 0)
-
-
-def outline(drawn: Image.Image, mask: np.ndarray) -> Image.Image:
-    """``drawn`` (RGB) with the border of the boolean ``mask`` (same size) drawn over it in green, about 0.6% of
-    the longer side thick."""
-    width = 2 * max(1, round(max(drawn.size) / 320)) + 1  # an odd filter size: 3 px on the 320 px display image
-    region = Image.fromarray(np.uint8(mask) * 255)
-    grown, shrunk = region.filter(ImageFilter.MaxFilter(width)), region.filter(ImageFilter.MinFilter(width))
-    border = ImageChops.subtract(grown, shrunk)
-    outlined = drawn.copy()
-    outlined.paste(OUTLINE_RGB, mask=border)
-    return outlined
-
-
-def mass_inside(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
-    """The share of ``heatmap``'s mass (sum) that lies inside the boolean ``mask`` (same shape); None for an
-    all-zero heatmap."""
-    total = float(heatmap.sum())
-    return None if total <= 0 else float(heatmap[mask].sum()) / total

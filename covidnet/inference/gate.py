@@ -15,100 +15,23 @@ Checks, cheapest first:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from covidnet.errors import CheckpointError
+from covidnet.inference.feature_gate import GATE_QUANTILE, FeatureGate, StageExtractor
+from covidnet.inference.network import Network
 from covidnet.io.reading import Scan
 from covidnet.lungs.segment import LungMask
-from covidnet.models.checkpoints import sha256_of
 from covidnet.notices import ScanWarning, WarningCode
 
 COLOUR_SATURATION = 0.25  # HSV saturation above which a pixel counts as coloured
 COLOUR_PIXELS = 0.02  # more than this share of coloured pixels: a colour picture
 FLAT_STD = 6.0  # grey levels (of 255): below this the image is essentially uniform
-GATE_QUANTILE = 0.99  # share of validation X-rays that pass each stage and the whole gate
 LATERAL_CONFIDENCE = 0.5  # the lung segmenter's mean confidence (2p − 1) over the region it found
-
-
-def stage_statistics(output: torch.Tensor) -> torch.Tensor:
-    """Per-channel spatial mean and standard deviation of a stage's output: (N, 2·C)."""
-    flat = output.detach().float().flatten(2)
-    return torch.cat([flat.mean(2), flat.std(2)], 1)
-
-
-def mahalanobis(stats: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
-    """Each row's Mahalanobis distance from ``mean`` under ``precision`` (an inverse covariance), in double."""
-    centred = stats.double() - mean
-    return ((centred @ precision) * centred).sum(1).clamp(min=0).sqrt()
-
-
-@dataclass(frozen=True)
-class FeatureGate:
-    """Per stage: the training images' mean and shrunk inverse covariance, and a validation scale."""
-
-    means: tuple[torch.Tensor, ...]
-    precisions: tuple[torch.Tensor, ...]
-    scales: tuple[float, ...]
-    threshold: float
-
-    def score(self, stages: list[torch.Tensor]) -> torch.Tensor:
-        """The largest scaled Mahalanobis distance over the stages, one per image."""
-        distances = [
-            mahalanobis(stats, mean, precision) / scale
-            for stats, mean, precision, scale in zip(stages, self.means, self.precisions, self.scales, strict=True)
-        ]
-        return torch.stack(distances).amax(0)
-
-
-def fit_gate(train: list[np.ndarray], val: list[np.ndarray], *, quantile: float = GATE_QUANTILE) -> FeatureGate:
-    """A gate from per-stage statistics of training images, scaled and thresholded on validation ones."""
-    from sklearn.covariance import LedoitWolf
-
-    means, precisions, scales = [], [], []
-    for train_stats, val_stats in zip(train, val, strict=True):
-        estimate = LedoitWolf().fit(train_stats)
-        mean = torch.from_numpy(estimate.location_).double()
-        precision = torch.from_numpy(estimate.precision_).double()
-        distances = mahalanobis(torch.from_numpy(val_stats), mean, precision).numpy()
-        means.append(mean)
-        precisions.append(precision)
-        scales.append(float(np.quantile(distances, quantile)))
-    unthresholded = FeatureGate(tuple(means), tuple(precisions), tuple(scales), float("inf"))
-    scores = unthresholded.score([torch.from_numpy(v) for v in val]).numpy()
-    return FeatureGate(tuple(means), tuple(precisions), tuple(scales), float(np.quantile(scores, quantile)))
-
-
-def save_gate(gate: FeatureGate, path: Path) -> str:
-    """Write the gate's tensors (precision matrices as float32) to ``path``; return its sha256."""
-    state = {
-        "means": [m.float() for m in gate.means],
-        "precisions": [p.float() for p in gate.precisions],
-        "scales": torch.tensor(gate.scales),
-        "threshold": torch.tensor(gate.threshold),
-    }
-    torch.save(state, path)
-    return sha256_of(path)
-
-
-def load_gate(path: Path, sha256: str) -> FeatureGate:
-    """Verify and load a gate file (tensors only)."""
-    if not path.exists() or sha256_of(path) != sha256:
-        raise CheckpointError(f"{path.name} is missing or does not match the sha256 in its metadata; not loaded.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        return FeatureGate(
-            means=tuple(m.double() for m in state["means"]),
-            precisions=tuple(p.double() for p in state["precisions"]),
-            scales=tuple(state["scales"].tolist()),
-            threshold=float(state["threshold"]),
-        )
-    except (KeyError, TypeError, AttributeError):
-        raise CheckpointError(f"{path.name} is not a gate file of this CovidNet version; refit it.") from None
 
 
 def colour_share(scan: Scan) -> float:
@@ -127,11 +50,26 @@ class Gate:
     """
 
     features: FeatureGate | None = None
+    stages: StageExtractor | None = None  # the stages of the network the feature check was fitted on
 
     @property
     def fitted(self) -> bool:
         """Whether the feature-distance check is part of this gate (it needs a fitted gate file)."""
         return self.features is not None
+
+    @contextmanager
+    def watching(self, network: Network) -> Iterator[Callable[[torch.Tensor], list[torch.Tensor]]]:
+        """For a pass of ``network`` run inside this block: the function that gives the statistics of the gate's
+        stages for that pass's batch. They are recorded during the pass when the gate was fitted on ``network``;
+        otherwise the gate runs its own network up to its last stage on the same batch (call it after the block,
+        so that only one network's lock is held at a time)."""
+        if self.features is None or self.stages is None:
+            yield lambda _batch: []
+        elif self.stages.network is network:
+            with self.stages.recording() as recorded:
+                yield lambda _batch: recorded.statistics()
+        else:
+            yield self.stages.extract
 
     def check(
         self,
@@ -179,11 +117,7 @@ class Gate:
 def looks_lateral(lungs: LungMask) -> bool:
     """One confident lung-like region of a plausible size, where a frontal view shows two side by side."""
     checks = lungs.checks
-    return (
-        checks.get("confidence", 0) >= LATERAL_CONFIDENCE
-        and checks.get("area", 0) == 1
-        and (checks.get("balance", 0) == 0)
-    )
+    return checks.confidence >= LATERAL_CONFIDENCE and checks.area == 1 and checks.balance == 0
 
 
 def _lung_warning(lungs: LungMask) -> ScanWarning:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from covidnet.errors import CovidNetError
-from covidnet.inference.cam import outline, overlay
+from covidnet.inference.drawing import outline, overlay
 from covidnet.lungs.segment import LungMask
 from covidnet.notices import GATE_CODES, ScanWarning
 

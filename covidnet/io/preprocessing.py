@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
+from covidnet.errors import CheckpointError
 from covidnet.models.metadata import CheckpointMetadata
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in display-image pixels
@@ -50,22 +51,29 @@ class Geometry:
 class Preprocessing:
     """PIL greyscale image → normalised float tensor of shape (channels, size, size), with its geometry.
 
-    For a checkpoint trained on lung crops (``meta.crop["to"] == "lungs"``), the lungs' bounding box widened
-    by ``meta.crop["margin"]`` is cut out first; without a lung box, or for other checkpoints, the box is the
+    For a checkpoint trained on lung crops (``meta.crop.to == "lungs"``), the lungs' bounding box widened
+    by ``meta.crop.margin`` is cut out first; without a lung box, or for other checkpoints, the box is the
     whole image. Training augmentation (if any) comes next, then the intensity step (``meta.intensity ==
     "equalize"``: histogram equalisation), then the box is resized to a square (``meta.resize == "squash"``).
     """
 
     def __init__(self, meta: CheckpointMetadata, *, augment: Callable | None = None) -> None:
         if meta.resize != "squash":
-            raise ValueError(f"unsupported resize mode {meta.resize!r}")
-        if meta.crop and meta.crop.get("to") != "lungs":
-            raise ValueError(f"unsupported crop {meta.crop!r}")
+            raise CheckpointError(
+                f"{meta.backbone}'s metadata asks for resize {meta.resize!r}; this CovidNet knows 'squash'."
+            )
+        if meta.crop is not None and meta.crop.to != "lungs":
+            raise CheckpointError(
+                f"{meta.backbone}'s metadata asks for crop {meta.crop!r}; this CovidNet crops to the lungs only."
+            )
         if meta.intensity not in INTENSITY_STEPS:
-            raise ValueError(f"unsupported intensity step {meta.intensity!r}; known: {', '.join(INTENSITY_STEPS)}")
+            raise CheckpointError(
+                f"{meta.backbone}'s metadata asks for intensity step {meta.intensity!r}; this CovidNet knows "
+                f"{', '.join(INTENSITY_STEPS)}."
+            )
         self.input_size = meta.input_size
-        self.crops_to_lungs = bool(meta.crop)
-        self._margin = float(meta.crop.get("margin", 0.0))
+        self.crops_to_lungs = meta.crop is not None
+        self._margin = meta.crop.margin if meta.crop is not None else 0.0
         self._augment = augment
         self._intensity = INTENSITY_STEPS[meta.intensity]
         self._tail = v2.Compose(

@@ -17,7 +17,8 @@ from torch import nn
 
 from covidnet.errors import CheckpointError
 from covidnet.lungs.model import CONVENTIONS, LungUNet
-from covidnet.models.checkpoints import count_parameters, default_weights_dir, sha256_of
+from covidnet.models.artifacts import Artifact, sha256_of
+from covidnet.models.checkpoints import count_parameters, default_weights_dir
 
 NAME = "lungs"
 
@@ -91,6 +92,27 @@ def save_lungs_checkpoint(model: LungUNet, out_dir: Path, **meta_fields: Any) ->
 
 def verify_lungs_checkpoint(weights_dir: Path | None = None) -> LungsMetadata:
     """The metadata of the lung segmenter, after checking its file's size and sha256."""
+    meta, artifact = _recorded(weights_dir)
+    artifact.verify()
+    return meta
+
+
+def load_lungs_checkpoint(weights_dir: Path | None = None) -> tuple[nn.Module, LungsMetadata]:
+    """Verify, then load the lung segmenter as a float32 model in eval mode."""
+    meta, artifact = _recorded(weights_dir)
+    state = artifact.load_tensors()
+    model = build_segmenter(meta.architecture)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{NAME}.pt does not fit the {meta.architecture} architecture: {e}") from None
+    if count_parameters(model) != meta.parameters or tuple(meta.conventions) != CONVENTIONS:
+        raise CheckpointError(f"{NAME}.pt does not match {NAME}.json (parameters or mask conventions).")
+    return model.eval(), meta
+
+
+def _recorded(weights_dir: Path | None) -> tuple[LungsMetadata, Artifact]:
+    """The segmenter's metadata and its file as the metadata names it (not yet verified)."""
     pt_path, meta_path = lungs_paths(weights_dir)
     if not meta_path.exists() or not pt_path.exists():
         raise CheckpointError(
@@ -101,27 +123,4 @@ def verify_lungs_checkpoint(weights_dir: Path | None = None) -> LungsMetadata:
         meta = LungsMetadata.from_dict(json.loads(meta_path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"Cannot read lung segmenter metadata {str(meta_path)!r}: {e}.") from None
-    if pt_path.stat().st_size != meta.size_bytes or sha256_of(pt_path) != meta.sha256:
-        raise CheckpointError(
-            f"{pt_path.name} does not match the sha256 in {meta_path.name}: the file was changed "
-            "or damaged. Restore it (e.g. `git checkout weights/`) or retrain; it was not loaded."
-        )
-    return meta
-
-
-def load_lungs_checkpoint(weights_dir: Path | None = None) -> tuple[nn.Module, LungsMetadata]:
-    """Verify, then load the lung segmenter as a float32 model in eval mode."""
-    meta = verify_lungs_checkpoint(weights_dir)
-    pt_path, _ = lungs_paths(weights_dir)
-    try:
-        state = torch.load(pt_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for unreadable files
-        raise CheckpointError(f"Cannot load {pt_path.name}: {e}") from None
-    model = build_segmenter(meta.architecture)
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as e:
-        raise CheckpointError(f"{pt_path.name} does not fit the {meta.architecture} architecture: {e}") from None
-    if count_parameters(model) != meta.parameters or tuple(meta.conventions) != CONVENTIONS:
-        raise CheckpointError(f"{pt_path.name} does not match {NAME}.json (parameters or mask conventions).")
-    return model.eval(), meta
+    return meta, Artifact(pt_path, meta.sha256, meta_path.name, meta.size_bytes)

@@ -34,15 +34,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from covidnet.errors import CheckpointError
+from covidnet.errors import CheckpointError, CovidNetError
 from covidnet.io.reading import Scan, ScanSource, read_scan
 from covidnet.lungs.checkpoint import LungsMetadata, load_lungs_checkpoint, lungs_paths
 from covidnet.lungs.model import CONVENTIONS, standardise
@@ -55,6 +56,23 @@ WAIST = 0.35  # a region thinner than this share of its thickest column, in its 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
+@dataclass(frozen=True)
+class LungQuality:
+    """The six factors of a mask's quality, each in [0, 1] (see the module's docstring)."""
+
+    confidence: float = 0.0
+    area: float = 0.0
+    balance: float = 0.0
+    layout: float = 0.0
+    shape: float = 0.0
+    clutter: float = 0.0
+
+    @property
+    def product(self) -> float:
+        """The quality: the product of the six factors."""
+        return float(np.prod([getattr(self, f.name) for f in fields(self)]))
+
+
 @dataclass(frozen=True, eq=False)
 class LungMask:
     """The lungs found on one scan, at its display image's size."""
@@ -65,7 +83,7 @@ class LungMask:
     quality: float  # in [0, 1]: how much the mask looks like a pair of lungs (see the module's docstring)
     plausible: bool  # quality >= PLAUSIBLE_QUALITY
     convention: str = DEFAULT_CONVENTION  # "full" or "visible" (see covidnet.lungs.model.CONVENTIONS)
-    checks: dict[str, float] = field(default_factory=dict)  # the factors of quality
+    checks: LungQuality = field(default_factory=LungQuality)  # the factors of quality
 
     def summary(self) -> dict:
         """Everything but the mask, JSON-ready."""
@@ -78,11 +96,25 @@ class LungMask:
         }
 
 
+class Segmenter(Protocol):
+    """What finds the lungs for the rest of CovidNet: a lung-crop checkpoint names the segmenter it was trained with
+    by the sha256 of its weights."""
+
+    sha256: str
+
+    def segment_batch(
+        self, images: Sequence[Image.Image], *, mapper: Callable[..., Iterable[LungMask]] = map
+    ) -> list[LungMask]:
+        """The lungs on each display image; ``mapper`` may run per-image work in parallel (a pool's ``map``)."""
+        ...
+
+
 class LungSegmenter:
-    """A loaded lung segmenter; ``segment(image)`` is ``segment_lungs`` on a display image."""
+    """The U-Net lung segmenter (a ``Segmenter``); ``segment(image)`` is ``segment_lungs`` on a display image."""
 
     def __init__(self, model: torch.nn.Module, meta: LungsMetadata) -> None:
         self.model, self.meta, self.input_size = model.eval(), meta, meta.input_size
+        self.sha256 = meta.sha256
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """A greyscale display image → the (1, 1, S, S) standardised input."""
@@ -92,26 +124,24 @@ class LungSegmenter:
         return standardise(x)
 
     def segment(self, image: Image.Image, convention: str = DEFAULT_CONVENTION) -> LungMask:
-        return self.segment_batch([image], convention)[0]
+        return self.segment_batch([image], convention=convention)[0]
 
     def segment_batch(
         self,
         images: Sequence[Image.Image],
-        convention: str = DEFAULT_CONVENTION,
         *,
-        inputs: Sequence[torch.Tensor] | None = None,
+        convention: str = DEFAULT_CONVENTION,
         mapper: Callable[..., Iterable[LungMask]] = map,
     ) -> list[LungMask]:
         """``segment`` for many images from one forward pass (batched scoring; its logits agree with one image at a
-        time to float tolerance, see benchmarks/segment_in_batches.py for the speed-up). ``inputs`` are the images'
-        ``prepare`` results where they were made ahead (e.g. by reading threads); ``mapper`` runs the clean-up of
-        each image's mask (a thread pool's ``map`` spreads it over the CPUs)."""
+        time to float tolerance, see benchmarks/segment_in_batches.py for the speed-up); ``mapper`` runs the
+        clean-up of each image's mask (a thread pool's ``map`` spreads it over the CPUs)."""
         if convention not in CONVENTIONS:
-            raise ValueError(f"unknown lung mask convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+            raise CovidNetError(f"Unknown lung mask convention {convention!r}; choose from {', '.join(CONVENTIONS)}.")
         if not images:
             return []
         with torch.inference_mode():
-            x = torch.cat(list(inputs) if inputs is not None else [self.prepare(image) for image in images])
+            x = torch.cat([self.prepare(image) for image in images])
             logits = self.model(x)[:, CONVENTIONS.index(convention)]
         sizes = [(image.height, image.width) for image in images]
         return list(mapper(postprocess, logits, sizes, [convention] * len(images)))
@@ -134,7 +164,7 @@ def postprocess(logits: torch.Tensor, size: tuple[int, int], convention: str = D
     up = F.interpolate(torch.from_numpy(cleaned)[None, None], size=size, mode="bilinear", align_corners=False)
     mask = (up[0, 0] > 0).numpy()
     checks = quality_checks(probability, labels, areas, largest, kept)
-    quality = float(np.prod(list(checks.values())))
+    quality = checks.product
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if rows.size else None
     return LungMask(
@@ -178,38 +208,38 @@ def _ramp(value: float, zero: float, one: float) -> float:
 
 def quality_checks(
     probability: np.ndarray, labels: np.ndarray, areas: np.ndarray, largest: np.ndarray, kept: np.ndarray
-) -> dict[str, float]:
+) -> LungQuality:
     """The six factors of quality (see the module's docstring), at the input resolution."""
     from scipy import ndimage
 
     height, width = probability.shape
     if not kept.any():
-        return dict.fromkeys(("confidence", "area", "balance", "layout", "shape", "clutter"), 0.0)
+        return LungQuality()
     area = float(kept.mean())
-    checks = {
-        "confidence": float(np.clip(2 * probability[kept].mean() - 1, 0, 1)),
-        "area": min(_ramp(area, 0.03, 0.08), _ramp(area, 0.80, 0.62)),
-        "balance": 0.0,
-        "layout": 0.0,
-        "shape": 0.0,
-        "clutter": _ramp(1 - areas[largest - 1].sum() / max(areas.sum(), 1), 0.30, 0.0),
-    }
-    if len(largest) == 2:
-        small, big = sorted(areas[largest - 1])
-        checks["balance"] = _ramp(small / big, 0.0, 0.30)
-        centres = [np.argwhere(labels == k).mean(0) for k in largest]
-        dy, dx = np.abs(centres[0] - centres[1]) / (height, width)
-        checks["layout"] = min(_ramp(dx, 0.10, 0.20), _ramp(dy, 0.30, 0.20))
-        boxes = ndimage.find_objects(labels)
-        rows = [(boxes[k - 1][0].start, boxes[k - 1][0].stop) for k in largest]
-        heights = [stop - start for start, stop in rows]
-        aspect = min(h / (boxes[k - 1][1].stop - boxes[k - 1][1].start) for h, k in zip(heights, largest, strict=True))
-        overlap = max(0, min(rows[0][1], rows[1][1]) - max(rows[0][0], rows[1][0]))
-        joint = max(rows[0][1], rows[1][1]) - min(rows[0][0], rows[1][0])
-        checks["shape"] = min(
+    confidence = float(np.clip(2 * probability[kept].mean() - 1, 0, 1))
+    area_check = min(_ramp(area, 0.03, 0.08), _ramp(area, 0.80, 0.62))
+    clutter = _ramp(1 - areas[largest - 1].sum() / max(areas.sum(), 1), 0.30, 0.0)
+    if len(largest) != 2:
+        return LungQuality(confidence=confidence, area=area_check, clutter=clutter)
+    small, big = sorted(areas[largest - 1])
+    centres = [np.argwhere(labels == k).mean(0) for k in largest]
+    dy, dx = np.abs(centres[0] - centres[1]) / (height, width)
+    boxes = ndimage.find_objects(labels)
+    rows = [(boxes[k - 1][0].start, boxes[k - 1][0].stop) for k in largest]
+    heights = [stop - start for start, stop in rows]
+    aspect = min(h / (boxes[k - 1][1].stop - boxes[k - 1][1].start) for h, k in zip(heights, largest, strict=True))
+    overlap = max(0, min(rows[0][1], rows[1][1]) - max(rows[0][0], rows[1][0]))
+    joint = max(rows[0][1], rows[1][1]) - min(rows[0][0], rows[1][0])
+    return LungQuality(
+        confidence=confidence,
+        area=area_check,
+        balance=_ramp(small / big, 0.0, 0.30),
+        layout=min(_ramp(dx, 0.10, 0.20), _ramp(dy, 0.30, 0.20)),
+        shape=min(
             _ramp(aspect, 0.9, 1.15), _ramp(min(heights) / max(heights), 0.45, 0.65), _ramp(overlap / joint, 0.4, 0.6)
-        )
-    return checks
+        ),
+        clutter=clutter,
+    )
 
 
 _lock = threading.Lock()

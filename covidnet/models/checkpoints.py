@@ -6,7 +6,6 @@ Loading always verifies size and sha256 first and then reads tensors only (``wei
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from covidnet.classes import CLASSES
 from covidnet.errors import CheckpointError
+from covidnet.models.artifacts import Artifact, sha256_of
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.models.registry import backbones, build_model, get_spec
 
@@ -32,15 +31,6 @@ def checkpoint_paths(backbone: str, weights_dir: Path | None = None) -> tuple[Pa
     """The ``(.pt, .json)`` paths of ``backbone``'s checkpoint."""
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     return folder / f"{backbone}.pt", folder / f"{backbone}.json"
-
-
-def sha256_of(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -83,6 +73,28 @@ def save_checkpoint(
 
 def verify_checkpoint(backbone: str, weights_dir: Path | None = None) -> CheckpointMetadata:
     """The metadata of ``backbone``'s checkpoint, after checking the file's size and sha256."""
+    meta, artifact = _recorded(backbone, weights_dir)
+    artifact.verify()
+    return meta
+
+
+def load_checkpoint(backbone: str, weights_dir: Path | None = None) -> tuple[nn.Module, CheckpointMetadata]:
+    """Verify, then load ``backbone``'s checkpoint as a float32 model in eval mode."""
+    meta, artifact = _recorded(backbone, weights_dir)
+    state = artifact.load_tensors()
+    model = build_model(backbone, init="empty", num_classes=len(meta.classes))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{artifact.path.name} does not fit the {backbone} architecture: {e}") from None
+    if count_parameters(model) != meta.parameters:
+        raise CheckpointError(f"{backbone} has {count_parameters(model)} parameters, metadata says {meta.parameters}.")
+    return model.eval(), meta
+
+
+def _recorded(backbone: str, weights_dir: Path | None) -> tuple[CheckpointMetadata, Artifact]:
+    """``backbone``'s metadata and its checkpoint file as the metadata names it (not yet verified)."""
     get_spec(backbone)
     pt_path, meta_path = checkpoint_paths(backbone, weights_dir)
     if not meta_path.exists() or not pt_path.exists():
@@ -93,35 +105,7 @@ def verify_checkpoint(backbone: str, weights_dir: Path | None = None) -> Checkpo
     meta = read_checkpoint_metadata(meta_path)
     if meta.backbone != backbone:
         raise CheckpointError(f"{meta_path.name} describes {meta.backbone!r}, not {backbone!r}.")
-    if pt_path.stat().st_size != meta.size_bytes or sha256_of(pt_path) != meta.sha256:
-        raise CheckpointError(
-            f"{pt_path.name} does not match the sha256 in {meta_path.name}: the file was changed "
-            "or damaged. Restore it (e.g. `git checkout weights/`) or retrain; it was not loaded."
-        )
-    return meta
-
-
-def load_checkpoint(backbone: str, weights_dir: Path | None = None) -> tuple[nn.Module, CheckpointMetadata]:
-    """Verify, then load ``backbone``'s checkpoint as a float32 model in eval mode."""
-    meta = verify_checkpoint(backbone, weights_dir)
-    if tuple(meta.classes) != CLASSES:
-        raise CheckpointError(
-            f"{backbone}'s metadata lists classes {list(meta.classes)}, CovidNet expects {list(CLASSES)}."
-        )
-    pt_path, _ = checkpoint_paths(backbone, weights_dir)
-    try:
-        state = torch.load(pt_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for unreadable files
-        raise CheckpointError(f"Cannot load {pt_path.name}: {e}") from None
-    model = build_model(backbone, init="empty", num_classes=len(meta.classes))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, assign=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{pt_path.name} does not fit the {backbone} architecture: {e}") from None
-    if count_parameters(model) != meta.parameters:
-        raise CheckpointError(f"{backbone} has {count_parameters(model)} parameters, metadata says {meta.parameters}.")
-    return model.eval(), meta
+    return meta, Artifact(pt_path, meta.sha256, meta_path.name, meta.size_bytes)
 
 
 def trained_backbones(weights_dir: Path | None = None) -> list[str]:

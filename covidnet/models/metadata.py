@@ -1,8 +1,10 @@
 """Checkpoint metadata: the record shipped beside every checkpoint as ``<backbone>.json``.
 
-The metadata is the single source of truth for how a checkpoint is used: its classes and their order,
-the input size, channels and normalisation that preprocessing reads, the temperature that
-calibrates its probabilities, and how it was made and measured.
+The metadata is the single source of truth for how a checkpoint is used: the task (its classes, their order, the
+class of interest), the input size, channels and normalisation that preprocessing reads, the lung crop, the
+temperature that calibrates its probabilities, the "uncertain" threshold, its chest X-ray gate, and how it was
+started, made and measured. Each part that code acts on is a typed record; ``metrics`` and the training history
+are measurements, kept as recorded.
 """
 
 from __future__ import annotations
@@ -12,11 +14,77 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from covidnet.classes import CLASSES
+from covidnet.classes import TASK, Task
 from covidnet.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LungCrop:
+    """The lungs' bounding box, widened by ``margin`` of its width and height on every side, is cut out first (the
+    whole image when no plausible lungs are found), by the segmenter whose weights have ``segmenter_sha256``."""
+
+    margin: float
+    segmenter_sha256: str
+    to: str = "lungs"
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """The chest X-ray gate: its file and sha256, the backbone whose stages it reads, and how it was fitted."""
+
+    file: str
+    sha256: str
+    threshold: float
+    quantile: float
+    backbone: str
+    stages: list[str]
+    fitted_on: str
+    threshold_from: str
+    colour: dict[str, float]
+    flat_std: float
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Where an ImageNet start came from (``covidnet.models.pretrained``): torchvision's cached ``weights`` file, or
+    Google's TensorFlow Lite ``file`` converted to a state dict with ``converted_sha256``."""
+
+    source: str  # "torchvision" or "tflite"
+    file: str
+    sha256: str
+    weights: str | None = None
+    converted_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds that change what a user is told."""
+
+    uncertain_below: float | None = None  # top-class probability below which an answer is called uncertain
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How the checkpoint was trained: data, split, images per class, sources, settings, schedule and machine."""
+
+    data: str
+    split_file_sha256: str
+    train_images: dict[str, int]
+    val_images: dict[str, int]
+    sources: list[str]
+    settings: dict[str, Any]
+    best_epoch: int
+    history: list[dict[str, Any]]
+    seconds: float
+    machine: str
+    torch: str
+    held_out_sources: list[str] = field(default_factory=list)
+
+
+_RECORDS = {"crop": LungCrop, "gate": GateRecord, "pretrained": Pretrained, "training": TrainingRecord}
 
 
 @dataclass(frozen=True)
@@ -29,29 +97,31 @@ class CheckpointMetadata:
     sha256: str
     size_bytes: int
     parameters: int
-    classes: tuple[str, ...] = CLASSES
+    task: Task = TASK
     channels: int = 3
     normalisation: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     )
     resize: str = "squash"  # the whole image (or the crop) is resized to input_size × input_size
-    # Empty: no crop. {"to": "lungs", "margin": m, "segmenter_sha256": …}: the lungs' bounding box, widened by m of
-    # its width and height on every side, is cut out first (the whole image when no plausible lungs are found).
-    crop: dict[str, Any] = field(default_factory=dict)
+    crop: LungCrop | None = None  # None: the whole image
     # "none", or "equalize": the (cropped) image's grey-level histogram is equalised before resizing, which takes
     # away much of a scanner's or a source's contrast and brightness look.
     intensity: str = "none"
     dtype: str = "float32"  # storage type of the state dict
-    init: str = "scratch"
-    # For init "imagenet": where the ImageNet start came from (models/pretrained.py): {"source": "tflite", "file",
-    # "sha256", "converted_sha256"} or {"source": "torchvision", "weights", "file", "sha256"}; empty otherwise.
-    pretrained: dict[str, Any] = field(default_factory=dict)
+    init: str = "scratch"  # "scratch", "imagenet" or "weights" (a warm start from a weights folder)
+    pretrained: Pretrained | None = None  # for init "imagenet"
     temperature: float = 1.0
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)  # the chest X-ray gate's file, sha256 and how it was fitted
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    training: TrainingRecord | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # measured figures per split, as evaluation recorded them
+    gate: GateRecord | None = None
     command: str = ""
     commit: str = ""
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes in the order of the model's outputs."""
+        return self.task.classes
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -59,18 +129,28 @@ class CheckpointMetadata:
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> CheckpointMetadata:
         """Metadata from its JSON record; unknown or missing fields raise ``CheckpointError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise CheckpointError(f"Checkpoint metadata has unknown fields: {', '.join(unknown)}.")
-        record = dict(record)
-        record["classes"] = tuple(record.get("classes", CLASSES))
-        if "normalisation" in record:
-            record["normalisation"] = {k: tuple(v) for k, v in record["normalisation"].items()}
         try:
-            return cls(**record)
-        except TypeError as e:
-            raise CheckpointError(f"Checkpoint metadata is incomplete: {e}.") from None
+            values = _checked(cls, record, "Checkpoint metadata")
+            values["task"] = Task.from_dict(values.get("task", asdict(TASK)))
+            if "normalisation" in values:
+                values["normalisation"] = {k: tuple(v) for k, v in values["normalisation"].items()}
+            values["thresholds"] = Thresholds(**_checked(Thresholds, values.get("thresholds", {}), "thresholds"))
+            for name, kind in _RECORDS.items():
+                if values.get(name) is not None:
+                    values[name] = kind(**_checked(kind, values[name], f"its {name} record"))
+            return cls(**values)
+        except (TypeError, AttributeError) as e:
+            raise CheckpointError(f"Checkpoint metadata is incomplete or malformed: {e}.") from None
+
+
+def _checked(kind: type, record: Any, what: str) -> dict[str, Any]:
+    """``record`` as a dict of ``kind``'s fields; unknown fields raise ``CheckpointError``."""
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{what} is not a JSON object.")
+    unknown = sorted(set(record) - {f.name for f in fields(kind)})
+    if unknown:
+        raise CheckpointError(f"{what} has unknown fields: {', '.join(unknown)}.")
+    return dict(record)
 
 
 def read_checkpoint_metadata(path: Path) -> CheckpointMetadata:

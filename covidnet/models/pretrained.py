@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ import torchvision
 from torch import nn
 
 from covidnet.errors import CovidNetError
-from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD, CheckpointMetadata
+from covidnet.models.artifacts import sha256_of
+from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD, CheckpointMetadata, Pretrained
 from covidnet.models.tflite_import import (
     IMAGENET_OUTPUTS,
     TFLITE_NORMALISATION,
@@ -50,7 +51,7 @@ class ImagenetStart:
 
     model: nn.Module
     normalisation: dict[str, tuple[float, ...]]
-    record: dict[str, Any]  # the metadata's ``pretrained`` record: source, file, sha256 (and the converted file's)
+    record: Pretrained  # the metadata's record of where it came from
 
     @property
     def description(self) -> str:
@@ -58,11 +59,11 @@ class ImagenetStart:
         return describe(self.record)
 
 
-def describe(record: dict[str, Any]) -> str:
+def describe(record: Pretrained) -> str:
     """A ``pretrained`` metadata record in words."""
-    if record.get("source") == "tflite":
-        return f"converted from Google's TensorFlow Lite {record['file']}, sha256 {record['sha256'][:12]}…"
-    return f"torchvision's {record['weights']}"
+    if record.source == "tflite":
+        return f"converted from Google's TensorFlow Lite {record.file}, sha256 {record.sha256[:12]}…"
+    return f"torchvision's {record.weights}"
 
 
 def imagenet_start(spec: BackboneSpec) -> ImagenetStart:
@@ -70,11 +71,8 @@ def imagenet_start(spec: BackboneSpec) -> ImagenetStart:
     weights = torchvision.models.get_weight(spec.imagenet_weights)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     if cached.exists():
-        from covidnet.models.checkpoints import sha256_of  # checkpoints imports the registry, which imports this
-
         model = torchvision.models.get_model(spec.builder, weights=weights)
-        record = {"source": "torchvision", "weights": spec.imagenet_weights, "file": cached.name,
-                  "sha256": sha256_of(cached)}  # fmt: skip
+        record = Pretrained("torchvision", cached.name, sha256_of(cached), weights=spec.imagenet_weights)
         return ImagenetStart(model, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}, record)
     if spec.tflite_source is None:
         raise CovidNetError(
@@ -93,10 +91,8 @@ def pretrained_dir() -> Path:
     return Path(os.environ.get(PRETRAINED_ENV) or Path(__file__).resolve().parents[3] / "shared" / "pretrained")
 
 
-def converted_state(source: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def converted_state(source: Path) -> tuple[dict[str, torch.Tensor], Pretrained]:
     """The converted state dict of a TFLite file (from the cache when its sha256 holds) and its record."""
-    from covidnet.models.checkpoints import sha256_of  # checkpoints imports the registry, which imports this
-
     if not source.exists():
         raise CovidNetError(
             f"No ImageNet start for this backbone here: neither torchvision's cached weights nor {source} exist. "
@@ -108,7 +104,6 @@ def converted_state(source: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
                             "it was not converted.")  # fmt: skip
     cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "covidnet")
     converted, sidecar = cache / f"{source.stem}.{digest[:16]}.pt", cache / f"{source.stem}.{digest[:16]}.json"
-    record = {"source": "tflite", "file": source.name, "sha256": digest}
     cached_ok = converted.exists() and sidecar.exists()
     if cached_ok and json.loads(sidecar.read_text()).get("sha256") == sha256_of(converted):
         state = torch.load(converted, map_location="cpu", weights_only=True)
@@ -119,7 +114,8 @@ def converted_state(source: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         torch.save(state, partial)
         partial.replace(converted)  # atomic: a half-written cache file is never read
         sidecar.write_text(json.dumps({"source": source.name, "source_sha256": digest, "sha256": sha256_of(converted)}))
-    return state, record | {"converted_sha256": json.loads(sidecar.read_text())["sha256"]}
+    converted_sha256 = json.loads(sidecar.read_text())["sha256"]
+    return state, Pretrained("tflite", source.name, digest, converted_sha256=converted_sha256)
 
 
 def _trainable(state: dict[str, torch.Tensor], photos: Path) -> dict[str, torch.Tensor]:
@@ -145,7 +141,7 @@ def how_started(metas: list[CheckpointMetadata]) -> str:
     from Google's TensorFlow Lite …"."""
     groups: dict[str, list[str]] = {}
     for meta in metas:
-        if meta.init == "imagenet" and meta.pretrained:
+        if meta.init == "imagenet" and meta.pretrained is not None:
             start = f"fine-tuned from ImageNet-pretrained weights ({describe(meta.pretrained)})"
         elif meta.init.startswith("checkpoint:"):
             start = f"fine-tuned from an earlier CovidNet checkpoint ({meta.init.removeprefix('checkpoint:')})"

@@ -22,7 +22,7 @@ import torchvision
 from torch import nn
 
 from covidnet.classes import CLASSES
-from covidnet.errors import UnknownBackboneError
+from covidnet.errors import CovidNetError, UnknownBackboneError
 from covidnet.models.pretrained import imagenet_start
 
 Init = Literal["scratch", "imagenet", "empty"]
@@ -181,7 +181,7 @@ def build_model(name: str, *, init: Init = "scratch", num_classes: int = len(CLA
     elif init == "imagenet":
         model = imagenet_start(spec).model
     else:
-        raise ValueError(f"init must be 'scratch', 'imagenet' or 'empty', not {init!r}")
+        raise CovidNetError(f"--init must be 'scratch', 'imagenet' or a weights folder, not {init!r}.")
     spec.reset_head(model, num_classes)
     return model
 

@@ -1,7 +1,7 @@
 """Batched scoring on one machine: scans are read and prepared in a thread pool while the models run on batches.
 
-Reading (``read_scan``), the lung segmenter's input and the preparation of each model that does not crop to the
-lungs (``Predictor.prepare``) run in worker threads a bounded number of scans ahead of the models, so at most
+Reading (``read_scan``) and the preparation of each model that does not crop to the lungs (``Predictor.prepare``)
+run in worker threads a bounded number of scans ahead of the models, so at most
 ``AHEAD`` batches of decoded scans are held at once, however long the listing. Each batch then has its lungs found
 in one forward pass of the lung segmenter (once per scan, however many models; each mask cleaned up in the
 threads), lung-crop models are prepared, and it goes through every model in one ``Predictor.analyze_batch`` (one
@@ -21,10 +21,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
-
 from covidnet.errors import CovidNetError
-from covidnet.inference.predictor import Predictor, Prepared, load
+from covidnet.inference.classifier import Prepared
+from covidnet.inference.predictor import Predictor, load
 from covidnet.inference.results import Analysis
 from covidnet.io.preprocessing import same_preprocessing
 from covidnet.io.reading import Scan, ScanSource, read_scan
@@ -48,7 +47,6 @@ class _Read:
     scan: Scan | None
     error: str | None
     ready: dict[int, Prepared] | None = None  # predictor index → its input, for models that do not crop
-    lung_inputs: dict[int, torch.Tensor] | None = None  # id of a lung segmenter → its input
 
 
 class Block(NamedTuple):
@@ -139,20 +137,19 @@ def _read(item: Item, predictors: Sequence[Predictor], shared: list[int]) -> _Re
     name, source = item
     try:
         scan = read_scan(source, name=name)
-        ready = {k: predictors[k].prepare(scan) for k in set(shared) if not predictors[k].preprocessing.crops_to_lungs}
-        segmenters = {id(p.segmenter): p.segmenter for p in predictors if p.segmenter is not None}
-        lung_inputs = {key: segmenter.prepare(scan.image) for key, segmenter in segmenters.items()}
+        uncropped = [k for k in set(shared) if not predictors[k].classifier.preprocessing.crops_to_lungs]
+        ready = {k: predictors[k].prepare(scan) for k in uncropped}
     except CovidNetError as e:
         return _Read(name, None, str(e))
-    return _Read(name, scan, None, ready, lung_inputs)
+    return _Read(name, scan, None, ready)
 
 
 def _prepare(
     chunk: list[_Read], predictors: Sequence[Predictor], shared: list[int], mapper: Callable = map
 ) -> list[list[Prepared]]:
     """For each predictor, the inputs of the chunk's readable scans: the lungs found in one batch per segmenter
-    (from the inputs made while reading, each mask cleaned up by ``mapper``), attached to the inputs prepared while
-    reading, and lung-crop models' inputs cut around them."""
+    (each mask cleaned up by ``mapper``), attached to the inputs prepared while reading, and lung-crop models' inputs
+    cut around them."""
     readable = [r for r in chunk if r.scan is not None]
     lungs: dict[int, list[LungMask | None]] = {}  # per segmenter
     for predictor in predictors:
@@ -162,8 +159,7 @@ def _prepare(
         if segmenter is None:
             lungs[key] = [None] * len(readable)
         else:
-            images, inputs = [r.scan.image for r in readable], [r.lung_inputs[key] for r in readable]
-            lungs[key] = segmenter.segment_batch(images, inputs=inputs, mapper=mapper)
+            lungs[key] = segmenter.segment_batch([r.scan.image for r in readable], mapper=mapper)
     made: dict[int, list[Prepared]] = {}
     for k in shared:
         if k not in made:
