@@ -12,7 +12,7 @@ import pytest
 import covidnet
 from covidnet.assessment import metrics as metrics_module
 from covidnet.assessment.evaluate import record_in_metadata
-from covidnet.assessment.reports import read_report
+from covidnet.assessment.report_files import read_report
 from covidnet.assessment.thresholds import uncertain_below, uncertainty_threshold
 from covidnet.cli import main
 from covidnet.models.checkpoints import checkpoint_paths, sha256_of, verify_checkpoint

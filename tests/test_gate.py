@@ -105,8 +105,8 @@ def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
     from conftest import CXR_ROOT
     from gate_corpus import non_xray_scans
 
-    from covidnet.training.data import read_metadata
-    from covidnet.training.splits import split_records
+    from covidnet.data.records import read_metadata
+    from covidnet.data.splits import split_records
 
     model = covidnet.load(name, weights_dir=SHIPPED)
     corpus = non_xray_scans()

@@ -11,18 +11,15 @@ from conftest import CXR_ROOT, SHIPPED
 from PIL import Image
 
 import covidnet
-from covidnet.assessment.leave_one_out import leave_one_source_out, multi_label_sources
-from covidnet.assessment.reports import (
-    LEAVE_ONE_OUT_REPORT,
-    find_leave_one_out_report,
-    write_leave_one_out_report,
-)
+from covidnet.assessment.report_files import find_leave_one_out_report, write_leave_one_out_report
+from covidnet.assessment.report_schema import LEAVE_ONE_OUT_REPORT
+from covidnet.data.records import read_metadata
+from covidnet.data.splits import read_split_file
+from covidnet.experiments.leave_one_out import leave_one_source_out, multi_label_sources
 from covidnet.io.preprocessing import build_transform
 from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.training.augmentation import xray_augmentation
-from covidnet.training.data import read_metadata
-from covidnet.training.splits import read_split_file
 from covidnet.training.train import TrainConfig, train
 
 SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"

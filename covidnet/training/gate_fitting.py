@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from covidnet.assessment.evaluate import forward_all
+from covidnet.assessment.forward import forward_all
+from covidnet.data.records import Record
 from covidnet.inference.gate import COLOUR_PIXELS, COLOUR_SATURATION, FLAT_STD, GATE_QUANTILE, fit_gate, save_gate
 from covidnet.inference.predictor import Predictor
 from covidnet.io.reading import read_scan
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.models.registry import get_spec
-from covidnet.training.data import Record
 
 
 def fit_from_splits(

@@ -14,12 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from covidnet.assessment.evaluate import evaluate
-from covidnet.assessment.reports import HeldOutSource, LeaveOneOutReport, Metrics, SourceMetrics
+from covidnet.assessment.leave_one_out_report import HeldOutSource, LeaveOneOutReport
+from covidnet.assessment.metric_records import Metrics, SourceMetrics
+from covidnet.data.records import Record, read_metadata
+from covidnet.data.sources import matches, without
+from covidnet.data.splits import split_records
+from covidnet.errors import TrainingSetupError
 from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import default_weights_dir
-from covidnet.training.data import Record, read_metadata
-from covidnet.training.sources import matches, without
-from covidnet.training.splits import split_records
 from covidnet.training.train import TrainConfig, train
 
 POOL_SPLITS = ("train", "val", "test")  # the external source is never trained on anyway
@@ -42,7 +44,7 @@ def leave_one_source_out(
     pool = [r for split in POOL_SPLITS for r in parts.get(split, [])]
     sources = sources or multi_label_sources(pool)
     if not sources:
-        raise ValueError("no data source with two or more labels to leave out")
+        raise TrainingSetupError("no data source with two or more labels to leave out; check --data and --sources")
     rounds = {}
     for source in sources:
         out = Path(folder) / source
