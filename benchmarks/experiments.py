@@ -20,10 +20,10 @@ from run import DATA, ROOT, median_seconds, medians, scans, weights_folder
 import covidnet
 from covidnet.assessment.metrics import macro_auc
 from covidnet.classes import CLASSES
+from covidnet.data.records import read_metadata
+from covidnet.data.splits import split_records
 from covidnet.inference.predictor import Predictor, installed_segmenter
 from covidnet.models.checkpoints import load_checkpoint
-from covidnet.training.data import read_metadata
-from covidnet.training.splits import split_records
 
 OUT = Path(__file__).parent / "experiments.json"
 

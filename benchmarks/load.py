@@ -123,8 +123,8 @@ def mismatches(uploads: list[Upload], expected: dict[str, dict[str, float]]) -> 
 def ungated_scans(count: int, backbone: str, weights_dir: Path | None = None) -> dict[Path, dict[str, float]]:
     """``count`` internal-test scans the gate passes, with their probabilities from a sequential run."""
     import covidnet
-    from covidnet.training.data import read_metadata
-    from covidnet.training.splits import split_records
+    from covidnet.data.records import read_metadata
+    from covidnet.data.splits import split_records
 
     metadata = read_metadata(ROOT.parent / "shared" / "data" / "cxr" / "metadata.csv")
     test = split_records(metadata, ROOT / "weights" / "split.csv")["test"]

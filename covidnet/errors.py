@@ -25,3 +25,8 @@ class UnknownCamMethodError(CovidNetError, KeyError):
 
 class CheckpointError(CovidNetError):
     """Trained weights that are missing, tampered with or inconsistent with their metadata."""
+
+
+class TrainingSetupError(CovidNetError, ValueError):
+    """A training setting that cannot be used: an unknown option value, a source that matches no scan, or data
+    that leaves no image to train or validate on."""

@@ -7,19 +7,17 @@ import streamlit as st
 
 import covidnet
 import ui
-from covidnet.assessment.metrics import CONFIDENCE
-from covidnet.assessment.reports import find_gate_report, read_reports
-from covidnet.assessment.tables import (
-    REPORT_TITLES,
+from covidnet.assessment.check_tables import (
     gate_breakdown_table,
     gate_table,
     heatmap_in_lungs,
     heatmap_in_lungs_table,
-    results_table,
     shortcut_findings,
     shortcut_table,
-    shown,
 )
+from covidnet.assessment.metrics import CONFIDENCE
+from covidnet.assessment.report_files import find_gate_report, read_reports
+from covidnet.assessment.tables import REPORT_TITLES, results_table, shown
 from covidnet.models.checkpoints import default_weights_dir
 
 st.title("Model card")

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import covidnet
 from covidnet.assessment.metrics import summarise
-from covidnet.assessment.reports import SCHEMA_VERSION
+from covidnet.assessment.report_schema import SCHEMA_VERSION
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]

@@ -16,10 +16,10 @@ import covidnet
 from covidnet.assessment import metrics as metrics_module
 from covidnet.assessment.archives import ARCHIVES_FILE, NOT_ONE_ARCHIVE, archive_of, archives_beside
 from covidnet.assessment.metrics import MIN_FILMS_PER_CLASS, covid_vs_pneumonia_auc_by_group
-from covidnet.assessment.reports import read_report
+from covidnet.assessment.report_files import read_report
 from covidnet.classes import CLASSES
 from covidnet.cli import main
-from covidnet.training.data import read_metadata
+from covidnet.data.records import read_metadata
 
 COVID, PNEUMONIA = CLASSES.index("covid"), CLASSES.index("pneumonia")
 FILMS_PER_CLASS = MIN_FILMS_PER_CLASS  # per archive and class in the end-to-end test: just enough to be measured

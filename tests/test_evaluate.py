@@ -12,7 +12,7 @@ import pytest
 import covidnet
 from covidnet.assessment import metrics as metrics_module
 from covidnet.assessment.evaluate import record_in_metadata
-from covidnet.assessment.reports import read_report
+from covidnet.assessment.report_files import read_report
 from covidnet.assessment.thresholds import uncertain_below, uncertainty_threshold
 from covidnet.cli import main
 from covidnet.models.checkpoints import checkpoint_paths, sha256_of, verify_checkpoint
@@ -100,12 +100,12 @@ def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the
     argv += ["--split", "val", "--split-file", str(split), "--no-shortcuts", "--out", str(tmp_path / "val.json")]
     assert main(argv) == 0
 
-    assert "recorded metrics.validation and metrics.uncertain_below" in capsys.readouterr().out
+    assert "recorded metrics.validation and thresholds.uncertain_below" in capsys.readouterr().out
     report = read_report(tmp_path / "val.json")
     for name in covidnet.backbones():
         meta = read_checkpoint_metadata(checkpoint_paths(name, weights)[1])
         measured = report.backbones[name].metrics
-        assert meta.metrics["uncertain_below"] == uncertainty_threshold(measured.selective)
+        assert meta.thresholds.uncertain_below == uncertainty_threshold(measured.selective)
         assert meta.metrics["validation"]["n"] == report.n == len(rows) // 2
         assert meta.metrics["validation"]["macro_auc"]["value"] == measured.macro_auc.value
         assert meta.metrics["validation"]["ece"]["after_temperature"] == measured.ece
@@ -127,7 +127,7 @@ def test_a_report_of_other_weights_is_not_recorded(weights_dir, tmp_path):
     assert record_in_metadata(report, "internal_test", weights) == ["resnet18"]
 
     meta = read_checkpoint_metadata(checkpoint_paths("resnet18", weights)[1])
-    assert meta.metrics["internal_test"]["n"] == committed.n and "uncertain_below" not in meta.metrics
+    assert meta.metrics["internal_test"]["n"] == committed.n and meta.thresholds.uncertain_below is None
     changed = {p.name for p in weights.glob("*.json") if p.read_bytes() != before[p.name]}
     assert changed == {"resnet18.json"}  # the others measured other weights
 

@@ -108,8 +108,8 @@ def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
     from conftest import CXR_ROOT
     from gate_corpus import non_xray_scans
 
-    from covidnet.training.data import read_metadata
-    from covidnet.training.splits import split_records
+    from covidnet.data.records import read_metadata
+    from covidnet.data.splits import split_records
 
     model = covidnet.load(name, weights_dir=SHIPPED)
     corpus = non_xray_scans()
@@ -125,7 +125,7 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     import shutil
 
     from covidnet.models.checkpoints import checkpoint_paths
-    from covidnet.models.metadata import read_checkpoint_metadata
+    from covidnet.models.metadata import GateRecord, read_checkpoint_metadata
     from covidnet.training.gate_fitting import share_gate
 
     for name in ("resnet18", "densenet121"):
@@ -141,7 +141,9 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
     sha = save_gate(closed, tmp_path / "resnet18.gate.pt")
     keeper = dataclasses.replace(
         read_checkpoint_metadata(checkpoint_paths("resnet18", tmp_path)[1]),
-        gate={"file": "resnet18.gate.pt", "sha256": sha, "backbone": "resnet18"},
+        gate=GateRecord(
+            "resnet18.gate.pt", sha, -1.0, 0.99, "resnet18", ["layer1", "layer2", "layer3"], "", "", {}, 6.0
+        ),
     )
     share_gate(keeper, "densenet121", tmp_path)
     densenet = covidnet.load("densenet121", weights_dir=tmp_path)

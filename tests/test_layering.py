@@ -19,9 +19,11 @@ ALLOWED = {
     "inference": {"io", "models", "lungs"},
     "scoring": {"io", "models", "lungs", "inference"},
     "lungs": {"io", "models"},
-    "training": {"io", "models", "inference", "lungs", "assessment"},
-    "assessment": {"io", "models", "inference", "lungs", "training"},
-    "cli": {"io", "models", "inference", "scoring", "training", "assessment", "lungs"},
+    "data": {"io", "models"},
+    "assessment": {"io", "models", "inference", "lungs", "data"},
+    "training": {"io", "models", "inference", "lungs", "data", "assessment"},
+    "experiments": {"io", "models", "inference", "lungs", "data", "assessment", "training"},
+    "cli": {"io", "models", "inference", "scoring", "lungs", "data", "assessment", "training", "experiments"},
 }
 
 
@@ -55,6 +57,27 @@ def _imported_layers(path: Path) -> set[str]:
             if parts[0] == "covidnet" and len(parts) > 2:
                 layers.add(parts[1])
     return layers
+
+
+def test_no_two_layers_may_import_each_other():
+    two_way = sorted((a, b) for a in ALLOWED for b in ALLOWED[a] if a < b and a in ALLOWED.get(b, set()))
+    assert not two_way, f"layers allowed to import each other: {two_way}"
+
+
+MAX_LINES = 300
+# Modules over MAX_LINES that are being rewritten elsewhere right now; remove each when it is back under.
+OVER_FOR_NOW = {"inference/predictor.py"}
+
+
+def test_every_module_of_the_package_has_at_most_300_lines():
+    lines = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    long = {name: n for name, n in lines.items() if n > MAX_LINES and name not in OVER_FOR_NOW}
+    assert not long, f"split these modules (one job each): {long}"
+
+
+def test_every_folder_of_the_package_has_its_layer():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == set(ALLOWED)
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

@@ -6,12 +6,14 @@ from covidnet.assessment.metrics import (
     MIN_FILMS_PER_CLASS,
     covid_vs_pneumonia_auc,
     covid_vs_pneumonia_auc_by_group,
+    expected_calibration_error,
     macro_auc,
+    reliability_bins,
     sensitivity_at_specificity,
     source_summary,
     summarise,
 )
-from covidnet.training.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from covidnet.training.calibration import fit_temperature
 
 
 def one_hot(labels: np.ndarray, confidence: float = 1.0) -> np.ndarray:

@@ -14,16 +14,13 @@ import pytest
 from conftest import CXR_ROOT
 
 import covidnet
-from covidnet.assessment import model_card, tables
+from covidnet.assessment import card_data, card_sections, check_tables, model_card, tables
+from covidnet.assessment.evaluation_report import EvaluationReport
+from covidnet.assessment.gate_report import GateReport
+from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.model_card import RESULTS_END, RESULTS_START, write_model_card
-from covidnet.assessment.reports import (
-    LEAVE_ONE_OUT_REPORT,
-    SCHEMA_VERSION,
-    EvaluationReport,
-    GateReport,
-    LeaveOneOutReport,
-    ReportError,
+from covidnet.assessment.report_files import (
     read_gate_report,
     read_leave_one_out_report,
     read_report,
@@ -31,10 +28,11 @@ from covidnet.assessment.reports import (
     write_leave_one_out_report,
     write_report,
 )
+from covidnet.assessment.report_schema import LEAVE_ONE_OUT_REPORT, SCHEMA_VERSION, ReportError
+from covidnet.data.records import Record
+from covidnet.data.splits import SplitEntry
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import read_checkpoint_metadata
-from covidnet.training.data import Record
-from covidnet.training.splits import SplitEntry
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = ROOT / "weights" / "split.csv"
@@ -121,10 +119,10 @@ def test_the_covid_pneumonia_confound_is_named_only_when_no_training_source_hold
     apart = records(("cxnet", "covid"), ("nih", "pneumonia"), ("nih", "normal"))
     together = records(("cxnet", "covid"), ("nih", "pneumonia"), ("cxnet", "pneumonia"))
     train = {r.sha256: SplitEntry(0, "train", 1) for r in apart + together}
-    assert "cxnet 1; pneumonia: nih 1" in model_card._covid_pneumonia_confound(apart, train, {})
-    assert model_card._covid_pneumonia_confound(together, train, {}) == ""
+    assert "cxnet 1; pneumonia: nih 1" in card_data.covid_pneumonia_confound(apart, train, {})
+    assert card_data.covid_pneumonia_confound(together, train, {}) == ""
     held_out = {**train, "cxnet2": SplitEntry(0, "external", 1)}  # the source with both is not trained on
-    assert model_card._covid_pneumonia_confound(together, held_out, {}) != ""
+    assert card_data.covid_pneumonia_confound(together, held_out, {}) != ""
 
 
 def test_model_card_shows_per_source_results_and_leave_one_source_out_when_measured(weights_dir, tmp_path):
@@ -226,8 +224,8 @@ def test_the_results_table_shows_the_within_archive_auc_and_a_dash_where_a_repor
     counts = tables.within_archive_counts(reports)
     assert counts == "Eurorad 28 COVID-19 / 29 pneumonia, Radiopaedia 64 COVID-19 / 31 pneumonia in the external " \
                      "source (never trained on)"  # fmt: skip
-    assert f"on these films: {counts}." in model_card._within_archive(reports)
-    assert model_card._within_archive({"internal_test": reports["internal_test"]}) == ""
+    assert f"on these films: {counts}." in card_sections.within_archive_note(reports)
+    assert card_sections.within_archive_note({"internal_test": reports["internal_test"]}) == ""
 
 
 def test_a_backbone_and_the_ensemble_both_have_one_calibrated_ece():
@@ -311,7 +309,9 @@ def test_the_figure_detector_catches_the_kinds_of_stale_figures_seen_before():
         assert not figures(fine), fine
 
 
-@pytest.mark.parametrize("module", [model_card, tables], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [model_card, card_data, card_sections, tables, check_tables], ids=lambda m: m.__name__
+)
 def test_the_generator_and_the_tables_hold_no_figure_of_their_own(module):
     found = {literal: figures(literal) for literal in prose_literals(module) if figures(literal)}
     assert not found, f"figures written into {module.__name__}'s text; take them from the reports or data: {found}"

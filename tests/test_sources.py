@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from covidnet.data.records import Record
+from covidnet.data.sources import MIN_GROUP, hold_out, sample_weights, source_index
 from covidnet.io.preprocessing import build_transform, same_preprocessing
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.training.adversary import HeadInput, SourceAdversary, ramp, reverse_gradient
 from covidnet.training.augmentation import BorderErasing, ResolutionJitter, source_cue_augmentation
-from covidnet.training.data import Record
-from covidnet.training.sources import MIN_GROUP, hold_out, sample_weights, source_index
 
 
 def records(groups: dict[tuple[str, str], int]) -> list[Record]:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import CXR_ROOT
 
-from covidnet.training.data import Record, read_metadata
-from covidnet.training.datasets import EXTERNAL_SOURCE
-from covidnet.training.splits import (
+from covidnet.data.locations import EXTERNAL_SOURCE
+from covidnet.data.records import Record, read_metadata
+from covidnet.data.splits import (
     NEAR_DUPLICATE_BITS,
     assign_splits,
     extend_splits,

@@ -11,18 +11,15 @@ from conftest import CXR_ROOT, SHIPPED
 from PIL import Image
 
 import covidnet
-from covidnet.assessment.leave_one_out import leave_one_source_out, multi_label_sources
-from covidnet.assessment.reports import (
-    LEAVE_ONE_OUT_REPORT,
-    find_leave_one_out_report,
-    write_leave_one_out_report,
-)
+from covidnet.assessment.report_files import find_leave_one_out_report, write_leave_one_out_report
+from covidnet.assessment.report_schema import LEAVE_ONE_OUT_REPORT
+from covidnet.data.records import read_metadata
+from covidnet.data.splits import read_split_file
+from covidnet.experiments.leave_one_out import leave_one_source_out, multi_label_sources
 from covidnet.io.preprocessing import build_transform
 from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.training.augmentation import xray_augmentation
-from covidnet.training.data import read_metadata
-from covidnet.training.splits import read_split_file
 from covidnet.training.train import TrainConfig, train
 
 SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
@@ -44,7 +41,7 @@ def test_training_writes_a_verified_checkpoint_with_a_complete_card(tmp_path):
     assert 0.05 <= meta.temperature <= 20 and meta.commit
     validation = meta.metrics["validation"]
     assert {"macro_auc", "accuracy", "ece_before_temperature", "ece_after_temperature"} <= set(validation)
-    assert sum(meta.training["train_images"].values()) > 50 and meta.training["history"][0]["epoch"] == 1
+    assert sum(meta.training.train_images.values()) > 50 and meta.training.history[0]["epoch"] == 1
     model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")
     assert model.meta.input_size == 64
 
@@ -70,21 +67,21 @@ def test_same_seed_gives_the_same_weights_and_an_interrupted_run_resumes_exactly
     monkeypatch.setattr(training, "collect_logits", original)
     state = torch.load(next((tmp_path / "c").rglob("resnet18.state.pt")), weights_only=True)
     resumed = train(config(tmp_path / "c", epochs=2, resume=True))
-    assert [h["epoch"] for h in resumed.training["history"]] == [1, 2]
+    assert [h["epoch"] for h in resumed.training.history] == [1, 2]
     assert resumed.sha256 == uninterrupted.sha256
-    assert resumed.training["seconds"] > state["seconds"] > 0  # the time before the interruption counts
+    assert resumed.training.seconds > state["seconds"] > 0  # the time before the interruption counts
 
 
 @pytest.mark.slow
 def test_training_against_source_shortcuts_records_every_choice_and_its_model_is_fed_the_same(tmp_path):
     meta = train(config(tmp_path, crop="lungs", intensity="equalize", augment="source-cues", balance="source-label",
                         adversary=0.3, holdout=("covid-cxnet",)))  # fmt: skip
-    assert meta.intensity == "equalize" and meta.crop["to"] == "lungs"
-    settings = meta.training["settings"]
+    assert meta.intensity == "equalize" and meta.crop.to == "lungs"
+    settings = meta.training.settings
     assert (settings["augment"], settings["balance"], settings["adversary"]) == ("source-cues", "source-label", 0.3)
-    assert meta.training["held_out_sources"] == ["covid-cxnet (armiro/COVID-CXNet)"]
-    assert not any("covid-cxnet" in source for source in meta.training["sources"])
-    assert 0 <= meta.training["history"][0]["adversary_source_accuracy"] <= 1
+    assert meta.training.held_out_sources == ["covid-cxnet (armiro/COVID-CXNet)"]
+    assert not any("covid-cxnet" in source for source in meta.training.sources)
+    assert 0 <= meta.training.history[0]["adversary_source_accuracy"] <= 1
     for path in lungs_paths(SHIPPED):
         shutil.copy(path, tmp_path / "weights")
     model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from covidnet.data.records import Record
 from covidnet.errors import CovidNetError
-from covidnet.training.data import Record
 
 ARCHIVES_FILE = "ieee8023_archives.csv"
 # Not one archive: "journal" gathers the figures of many papers (any URL that is not a known archive), so within it

@@ -1,5 +1,5 @@
 """Evaluation: every trained backbone and their ensemble on a labelled set → one report
-(``covidnet.assessment.reports.EvaluationReport``), and what a split's report records in the checkpoints'
+(``covidnet.assessment.evaluation_report.EvaluationReport``), and what a split's report records in the checkpoints'
 metadata (``record_in_metadata``).
 
 The report holds, per backbone and for the ensemble (mean of calibrated probabilities): accuracy,
@@ -22,18 +22,24 @@ import torch
 from tqdm import tqdm
 
 from covidnet.assessment.archives import archive_of
-from covidnet.assessment.metrics import covid_vs_pneumonia_auc_by_group, source_summary, summarise
-from covidnet.assessment.reports import (
-    VALIDATION,
+from covidnet.assessment.evaluation_report import (
     BackboneResult,
     EnsembleResult,
     EvaluationReport,
     GateFlags,
-    Metrics,
     ShortcutChecks,
-    SourceMetrics,
     Unreadable,
 )
+from covidnet.assessment.forward import forward_all
+from covidnet.assessment.metric_records import Metrics, SourceMetrics
+from covidnet.assessment.metrics import (
+    covid_vs_pneumonia_auc_by_group,
+    expected_calibration_error,
+    reliability_bins,
+    source_summary,
+    summarise,
+)
+from covidnet.assessment.report_schema import VALIDATION
 from covidnet.assessment.shortcuts import (
     heatmap_in_lungs_summary,
     mask_borders,
@@ -45,6 +51,7 @@ from covidnet.assessment.shortcuts import (
 )
 from covidnet.assessment.thresholds import uncertainty_threshold
 from covidnet.classes import CLASSES
+from covidnet.data.records import Record
 from covidnet.errors import ScanError
 from covidnet.inference.predictor import Forward, Predictor, installed_segmenter, load
 from covidnet.inference.results import average_probabilities
@@ -52,10 +59,7 @@ from covidnet.io.reading import Scan, read_scan
 from covidnet.lungs.segment import LungMask
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir
 from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
-from covidnet.training.calibration import expected_calibration_error, reliability_bins
-from covidnet.training.data import Record
 
-BATCH = 64
 SALIENCY_SCANS = 12
 HEATMAP_SCANS = 500  # heatmap-in-lungs is measured on at most this many scans, evenly spread over the list
 
@@ -119,9 +123,9 @@ def evaluate(
 
 
 def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | None = None) -> list[str]:
-    """Record ``report`` (the report of split ``name``, a value of ``reports.REPORT_NAMES``) in the metadata of
+    """Record ``report`` (the report of split ``name``, a value of ``report_schema.REPORT_NAMES``) in the metadata of
     each backbone it measured: the headline metrics as ``metrics[name]`` and, for the validation report, the
-    "uncertain" threshold as ``metrics["uncertain_below"]``. Only the metadata JSON is rewritten, never the .pt;
+    "uncertain" threshold as ``thresholds.uncertain_below``. Only the metadata JSON is rewritten, never the .pt;
     a backbone whose weights are not the ones measured is skipped. Returns the backbones recorded."""
     recorded = []
     for backbone, result in report.backbones.items():
@@ -129,39 +133,24 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
         meta = read_checkpoint_metadata(meta_path)
         if meta.sha256 != result.weights_sha256:
             continue  # the report measured other weights
-        m = result.metrics
-        entries = {
-            name: {
-                "data": report.data,
-                "n": m.n,
-                "macro_auc": asdict(m.macro_auc),
-                "accuracy": asdict(m.accuracy),
-                "covid_sensitivity": asdict(m.per_class["covid"].sensitivity),
-                "covid_specificity": asdict(m.per_class["covid"].specificity),
-                "ece": {"before_temperature": result.ece_before_temperature, "after_temperature": m.ece},
-            }
+        m, of_interest = result.metrics, meta.task.of_interest
+        entry = {
+            "data": report.data,
+            "n": m.n,
+            "macro_auc": asdict(m.macro_auc),
+            "accuracy": asdict(m.accuracy),
+            f"{of_interest}_sensitivity": asdict(m.per_class[of_interest].sensitivity),
+            f"{of_interest}_specificity": asdict(m.per_class[of_interest].specificity),
+            "ece": {"before_temperature": result.ece_before_temperature, "after_temperature": m.ece},
         }
+        meta = replace(meta, metrics={**meta.metrics, name: entry})
         if name == VALIDATION:
-            entries["uncertain_below"] = uncertainty_threshold(m.selective)
-        write_checkpoint_metadata(replace(meta, metrics={**meta.metrics, **entries}), meta_path)
+            meta = replace(
+                meta, thresholds=replace(meta.thresholds, uncertain_below=uncertainty_threshold(m.selective))
+            )
+        write_checkpoint_metadata(meta, meta_path)
         recorded.append(backbone)
     return recorded
-
-
-def forward_all(predictor: Predictor, scans: list[Scan], lungs: list[LungMask | None] | None = None) -> Forward:
-    """Logits, penultimate features and gate statistics for every scan, in batches (a lung-crop model is fed the
-    crops around ``lungs``)."""
-    lungs = lungs or [None] * len(scans)
-    batches = range(0, len(scans), BATCH)
-    parts = [
-        predictor.forward(scans[i : i + BATCH], lungs[i : i + BATCH])
-        for i in tqdm(batches, desc=predictor.backbone)
-    ]
-    return Forward(
-        torch.cat([p.logits for p in parts]),
-        torch.cat([p.features for p in parts]),
-        [torch.cat([p.stages[k] for p in parts]) for k in range(len(parts[0].stages))],
-    )
 
 
 def _metrics(probabilities: np.ndarray, labels: np.ndarray, archives: list[str | None] | None, name: str) -> Metrics:

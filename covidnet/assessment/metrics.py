@@ -1,14 +1,15 @@
-"""Classification metrics with ``CONFIDENCE`` bootstrap intervals (pure functions over probabilities and labels)."""
+"""Classification and calibration metrics with ``CONFIDENCE`` bootstrap intervals (pure functions over
+probabilities and labels)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
 
 from covidnet.classes import CLASSES
-from covidnet.training.calibration import expected_calibration_error, reliability_bins
 
 BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95  # of the bootstrap intervals
@@ -65,6 +66,38 @@ def selective_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> list[di
         accuracy = float(correct[kept].mean()) if kept.any() else None
         rows.append({"threshold": float(threshold), "coverage": float(kept.mean()), "accuracy": accuracy})
     return rows
+
+
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, *, bins: int = 10) -> list[dict[str, float]]:
+    """Confidence bins of the top class: count, mean confidence and accuracy in each."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = []
+    for low, high in itertools.pairwise(edges):
+        inside = (confidence > low) & (confidence <= high)
+        rows.append(
+            {
+                "low": float(low),
+                "high": float(high),
+                "count": int(inside.sum()),
+                "confidence": float(confidence[inside].mean()) if inside.any() else None,
+                "accuracy": float(correct[inside].mean()) if inside.any() else None,
+            }
+        )
+    return rows
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, *, bins: int = 10) -> float:
+    """ECE: the count-weighted gap between confidence and accuracy over the reliability bins."""
+    total = len(labels)
+    return float(
+        sum(
+            row["count"] / total * abs(row["confidence"] - row["accuracy"])
+            for row in reliability_bins(probabilities, labels, bins=bins)
+            if row["count"]
+        )
+    )
 
 
 def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -1,5 +1,6 @@
-"""Markdown tables (and the shortcut findings) built from the evaluation reports, the gate report, the
-checkpoints' metadata and the data: shared by the Model card page and by ``docs/model_card.md``'s generator.
+"""Markdown tables of the results, the data and the models, built from the evaluation and leave-one-out reports,
+the checkpoints' metadata and the data: shared by the Model card page and by ``docs/model_card.md``'s generator
+(the shortcut and gate tables are in ``covidnet.assessment.check_tables``).
 """
 
 from __future__ import annotations
@@ -9,24 +10,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from covidnet.assessment.archives import archive_name
+from covidnet.assessment.evaluation_report import EvaluationReport
+from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
+from covidnet.assessment.metric_records import Interval, Metrics, SourceMetrics
 from covidnet.assessment.metrics import COVID_SPECIFICITY
-from covidnet.assessment.reports import (
-    EvaluationReport,
-    GateReport,
-    HeatmapInLungs,
-    Interval,
-    LeaveOneOutReport,
-    Metrics,
-    SourceMetrics,
-)
-from covidnet.assessment.shortcuts import SALIENCY_MAX_SPEARMAN, SHORTCUT_MARGIN
 from covidnet.classes import CLASSES
-from covidnet.inference.predictor import IN_LUNGS_ALARM
+from covidnet.data.records import read_metadata
+from covidnet.data.splits import SPLITS, read_split_file
 from covidnet.models.metadata import CheckpointMetadata
-from covidnet.training.data import read_metadata
-from covidnet.training.splits import SPLITS, read_split_file
 
-# The reports the tables show (``reports.REPORT_NAMES``; the validation report only chooses a threshold).
+# The reports the tables show (``report_schema.REPORT_NAMES``; the validation report only chooses a threshold).
 REPORT_TITLES = {
     "internal_test": "Internal test (patient-level split)",
     "external": "External source (never trained on)",
@@ -132,145 +125,6 @@ def _source_cells(m: SourceMetrics) -> str:
     return f"{m.n} ({counts}) | {m.accuracy:.3f} | {auc} | {sensitivity}"
 
 
-def shortcut_table(reports: dict[str, EvaluationReport]) -> str:
-    lines = [
-        "| data | model | accuracy | lungs found (n) | accuracy there | lungs masked | all but lungs masked "
-        "| top & corners masked | majority class | source probe (majority) "
-        "| Grad-CAM vs randomised (median Spearman) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, report in shown(reports).items():
-        for model, b in report.backbones.items():
-            s = b.shortcuts
-            if s is None:
-                continue
-            probe = s.source_probe
-            probe_text = (
-                "n/a (one source)"
-                if probe.accuracy is None
-                else f"{probe.accuracy:.3f} ({probe.majority_baseline:.3f})"
-            )
-            lines.append(
-                f"| {REPORT_TITLES[name]} | {model} | {s.accuracy:.3f} | {s.lung_masked_n} | {s.accuracy_on_those:.3f} "
-                f"| {s.accuracy_lungs_masked:.3f} | {s.accuracy_outside_lungs_masked:.3f} | "
-                f"{s.accuracy_top_and_corners_masked:.3f} | {s.majority_class_accuracy:.3f} | {probe_text} | "
-                f"{s.saliency_sanity.median_spearman:.2f} |"
-            )
-    return "\n".join(lines)
-
-
-def heatmap_in_lungs(reports: dict[str, EvaluationReport]) -> dict[str, dict[str, HeatmapInLungs]]:
-    """Report title → backbone → heatmap-in-lungs over all of its scans (backbones without shortcut checks left
-    out)."""
-    return {
-        REPORT_TITLES[name]: {m: b.shortcuts.heatmap_in_lungs["all"] for m, b in r.backbones.items() if b.shortcuts}
-        for name, r in shown(reports).items()
-    }
-
-
-def heatmap_in_lungs_table(reports: dict[str, EvaluationReport]) -> str:
-    """Median share of each Grad-CAM heatmap's mass inside the lungs, and the share of heatmaps with more than half
-    of it there, per data set, backbone and true class."""
-    classes = list(CLASSES)
-    above = f"median (share > {IN_LUNGS_ALARM:.0%})"
-    lines = [
-        f"| data | model | n | all: {above} | "
-        + " | ".join(f"{c}: {above}" for c in classes)
-        + " | lung area (median) |",
-        "|---|---|---|---|" + "---|" * (len(classes) + 1),
-    ]
-    for name, report in shown(reports).items():
-        for model, b in report.backbones.items():
-            if b.shortcuts is None:
-                continue
-            groups = b.shortcuts.heatmap_in_lungs
-            cells = [_in_lungs(groups.get(key)) for key in ("all", *classes)]
-            area = groups["all"].lung_area_median
-            cells.append("n/a" if area is None else f"{area:.2f}")
-            lines.append(f"| {REPORT_TITLES[name]} | {model} | {groups['all'].n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _in_lungs(group: HeatmapInLungs | None) -> str:
-    if group is None or group.median is None:
-        return "n/a"
-    return f"{group.median:.2f} ({group.share_above_half:.0%})"
-
-
-def shortcut_findings(reports: dict[str, EvaluationReport]) -> list[str]:
-    """Plain sentences on what the shortcut checks found."""
-    findings = []
-    for name, report in shown(reports).items():
-        title = REPORT_TITLES[name].lower()
-        for model, b in report.backbones.items():
-            s = b.shortcuts
-            if s is None:
-                continue
-            if s.accuracy_lungs_masked > s.majority_class_accuracy + SHORTCUT_MARGIN:
-                findings.append(
-                    f"**{model}, {title}: it still reaches {s.accuracy_lungs_masked:.0%} accuracy "
-                    f"with the lungs blacked out** (majority class: {s.majority_class_accuracy:.0%}). "
-                    "It has learned cues outside the lungs (patient age and body size, positioning, "
-                    "source-specific image traits): part of its accuracy is a shortcut, not lung disease."
-                )
-            inside = s.heatmap_in_lungs["all"]
-            if inside.median is not None and inside.median < IN_LUNGS_ALARM:
-                findings.append(
-                    f"**{model}, {title}: the median heatmap has only {inside.median:.0%} of its mass inside the "
-                    f"lungs**, and {1 - inside.share_above_half:.0%} of its heatmaps have most of it outside them: "
-                    "what drives its predictions lies mostly outside the lungs."
-                )
-            sanity = s.saliency_sanity.median_spearman
-            if sanity >= SALIENCY_MAX_SPEARMAN:
-                findings.append(
-                    f"**{model}, {title}: its Grad-CAM barely changes when the explained layers are "
-                    f"re-initialised** (median rank correlation {sanity:.2f}, at or above {SALIENCY_MAX_SPEARMAN}): "
-                    "its heatmaps there follow the image's structure more than what the model learned; read them "
-                    "with caution."
-                )
-            probe = s.source_probe
-            if probe.accuracy is not None and probe.accuracy > probe.majority_baseline + SHORTCUT_MARGIN:
-                findings.append(
-                    f"{model}, {title}: a linear probe on its features tells the data source apart "
-                    f"with {probe.accuracy:.0%} accuracy (majority {probe.majority_baseline:.0%}): the features "
-                    "encode where an image came from."
-                )
-    return findings
-
-
-def gate_table(reports: dict[str, EvaluationReport], gate_report: GateReport | None) -> str:
-    """Share of real chest X-rays (internal test) and of non-X-ray images flagged by each backbone's gate."""
-    if gate_report is None:
-        return "The chest X-ray gate has not been measured yet (`covidnet gate-report`)."
-    test = reports["internal_test"].backbones if "internal_test" in reports else {}
-    lines = [
-        "| backbone | gate of | chest X-rays flagged (internal test) "
-        f"| non-X-ray images flagged (n = {gate_report.n}) | lowest share flagged, by kind |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in gate_report.backbones.items():
-        real = f"{test[name].gate.flagged_share:.1%}" if name in test else "n/a"
-        kind, share = min(row.flagged_share_by_kind.items(), key=lambda kv: kv[1])
-        lines.append(f"| {name} | {row.gate_of} | {real} | {row.flagged_share:.1%} | {kind}: {share:.0%} |")
-    return "\n".join(lines)
-
-
-def gate_breakdown_table(reports: dict[str, EvaluationReport]) -> str:
-    """Share of real chest X-rays flagged by the gate, per evaluation split, data source and true class."""
-    reports = shown(reports)
-    names = sorted({n for r in reports.values() for n in r.backbones})
-    lines = ["| split | group | n | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-    for split, report in reports.items():
-        for by, label in (("by_source", "source {}"), ("by_class", "class {}")):
-            flags = {name: getattr(b.gate, by) for name, b in report.backbones.items()}
-            groups = {g: row.n for rows in flags.values() for g, row in rows.items()}
-            for group, n in sorted(groups.items()):
-                rows = [flags.get(name, {}).get(group) for name in names]
-                cells = ["n/a" if row is None else f"{row.flagged_share:.1%}" for row in rows]
-                lines.append(f"| {REPORT_TITLES[split]} | {label.format(group)} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) if len(lines) > 2 else ""
-
-
 def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
     """Provenance (source, dataset, licence, counts) and split counts, in Markdown."""
     records = read_metadata(metadata_csv)
@@ -304,7 +158,7 @@ def model_table(metas: list[CheckpointMetadata]) -> str:
             f"{meta.size_bytes / 2**20:.1f} MB {meta.dtype} | {len(t.get('history', []))} ({t.get('best_epoch')}) | "
             f"{t.get('seconds', 0) / 60:.0f} min | {meta.temperature:.2f} |"
         )
-    total = sum(meta.training.get("seconds", 0) for meta in metas) / 60
+    total = sum(meta.training.seconds for meta in metas if meta.training is not None) / 60
     lines.append(f"| **all** | | | | | | **{total:.0f} min** | |")
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """The "uncertain" threshold: the top probability below which the app calls a backbone's prediction uncertain.
 
 It is chosen by ``covidnet evaluate`` on the validation split and recorded in the checkpoint's metadata as
-``metrics.uncertain_below`` (``covidnet.assessment.evaluate.record_in_metadata``); the predictor hands it to
+``thresholds.uncertain_below`` (``covidnet.assessment.evaluate.record_in_metadata``); the predictor hands it to
 every ``Analysis``.
 """
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from covidnet.classes import CLASSES
 from covidnet.cli.common import EXIT_OK
-from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT, EXTERNAL_SOURCE
+from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT, EXTERNAL_SOURCE
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -38,8 +38,8 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Hash every image, split (or extend the earlier split), write the file and print the counts."""
-    from covidnet.training.data import read_metadata
-    from covidnet.training.splits import (
+    from covidnet.data.records import read_metadata
+    from covidnet.data.splits import (
         SPLITS,
         assign_splits,
         extend_splits,

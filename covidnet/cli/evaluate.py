@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, fmt, resolve_backbones
+from covidnet.data.locations import DEFAULT_SPLIT
 from covidnet.errors import CovidNetError
-from covidnet.training.datasets import DEFAULT_SPLIT
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -40,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     from covidnet.assessment.archives import archives_beside
     from covidnet.assessment.evaluate import evaluate, record_in_metadata
-    from covidnet.assessment.reports import REPORT_NAMES, VALIDATION, read_report, write_report
-    from covidnet.training.data import read_metadata
-    from covidnet.training.splits import split_records
+    from covidnet.assessment.report_files import read_report, write_report
+    from covidnet.assessment.report_schema import REPORT_NAMES, VALIDATION
+    from covidnet.data.records import read_metadata
+    from covidnet.data.splits import split_records
 
     records = read_metadata(args.metadata, root=args.root)
     data = f"{args.metadata}"
@@ -70,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
     if args.split in REPORT_NAMES:
         entry = REPORT_NAMES[args.split]
         recorded = record_in_metadata(report, entry, args.weights_dir)
-        threshold = " and metrics.uncertain_below" if entry == VALIDATION else ""
+        threshold = " and thresholds.uncertain_below" if entry == VALIDATION else ""
         print(f"recorded metrics.{entry}{threshold} in the metadata of: {', '.join(recorded) or 'none'}")
     return EXIT_OK

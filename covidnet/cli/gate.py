@@ -7,12 +7,13 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from covidnet.assessment.reports import GateReport, write_gate_report
+from covidnet.assessment.gate_report import GateReport
+from covidnet.assessment.report_files import write_gate_report
 from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, predictors, resolve_backbones
+from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
 from covidnet.errors import CovidNetError
 from covidnet.io.reading import SCAN_SUFFIXES, Scan, read_scan
 from covidnet.models.checkpoints import default_weights_dir
-from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -51,10 +52,10 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def run_fit_gate(args: argparse.Namespace) -> int:
     """Fit each chosen backbone's gate on the train split and threshold it on val (or share one backbone's)."""
+    from covidnet.data.records import read_metadata
+    from covidnet.data.splits import split_records
     from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
-    from covidnet.training.data import read_metadata
     from covidnet.training.gate_fitting import fit_from_splits, share_gate
-    from covidnet.training.splits import split_records
 
     folder = args.weights_dir or default_weights_dir()
     names = resolve_backbones(args.backbone, folder)
@@ -72,7 +73,7 @@ def run_fit_gate(args: argparse.Namespace) -> int:
     for name in names:
         predictor = without_gate(name)  # without any earlier gate
         meta = fit_from_splits(predictor, parts["train"], parts["val"], folder)
-        print(f"{predictor.backbone}: gate threshold {meta.gate['threshold']:.1f} (fitted on {meta.gate['fitted_on']})")
+        print(f"{predictor.backbone}: gate threshold {meta.gate.threshold:.1f} (fitted on {meta.gate.fitted_on})")
     return EXIT_OK
 
 
@@ -103,8 +104,8 @@ def _lung_check(args: argparse.Namespace, corpus: list[Scan]) -> dict | None:
     """The lung check alone, on the corpus and on the frontal X-rays of ``args.frontal`` (None without a segmenter
     or without that file)."""
     from covidnet.assessment.lung_check import lung_check_counts
+    from covidnet.data.records import read_metadata
     from covidnet.inference.predictor import installed_segmenter
-    from covidnet.training.data import read_metadata
 
     segmenter = installed_segmenter(args.weights_dir or default_weights_dir())
     if segmenter is None or not args.frontal.exists():

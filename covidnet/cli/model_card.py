@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from covidnet.cli.common import EXIT_OK
+from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
 from covidnet.models.checkpoints import default_weights_dir
-from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT
 
 
 def add(commands: argparse._SubParsersAction) -> None:

@@ -7,12 +7,12 @@ import argparse
 from pathlib import Path
 
 from covidnet.cli.common import EXIT_OK, command_line
+from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
+from covidnet.data.sources import BALANCING
 from covidnet.io.preprocessing import INTENSITY_STEPS
 from covidnet.models.checkpoints import default_weights_dir
 from covidnet.models.registry import backbones
 from covidnet.training.augmentation import AUGMENTATIONS
-from covidnet.training.datasets import DEFAULT_DATA, DEFAULT_SPLIT
-from covidnet.training.sources import BALANCING
 
 LEAVE_ONE_OUT_FOLDER = Path("runs/leave_one_out")
 
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_leave_one_out(args: argparse.Namespace) -> int:
     """Every leave-one-source-out round; write the report and print each source's figures."""
-    from covidnet.assessment.leave_one_out import leave_one_source_out
-    from covidnet.assessment.reports import write_leave_one_out_report
+    from covidnet.assessment.report_files import write_leave_one_out_report
+    from covidnet.experiments.leave_one_out import leave_one_source_out
 
     template = training_config(args, out=args.folder)
     report = leave_one_source_out(template, args.folder, sources=args.sources, command=command_line())

@@ -6,9 +6,8 @@ After every epoch the full pipeline (``segment``, postprocessing included, at th
 scored on the validation part and the epoch with the best mean Dice is kept. The run's state is saved after
 every epoch in ``runs/lungs.state.pt``; ``resume=True`` continues from it.
 
-Longer than our usual ~250 lines for now: the loop, its resumable state and the held-out measurement that
-the metadata records live together until the segmenter joins the inference path (then the measurement moves
-to the assessment package).
+The held-out measurement the metadata records is in ``covidnet.lungs.measure``, the resumable state's saving and
+restoring in ``covidnet.models.training_state``.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import random
-import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -25,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.nn import functional as F
 
-from covidnet.io.reading import Scan, read_scan
+from covidnet.io.reading import read_scan
 from covidnet.lungs.checkpoint import LungsMetadata, save_lungs_checkpoint
 from covidnet.lungs.data import (
     DEFAULT_LUNG_DATA,
@@ -40,12 +36,12 @@ from covidnet.lungs.data import (
     split_lung_records,
     write_split,
 )
+from covidnet.lungs.measure import evaluate_segmenter, measure_latency, validation_dice
 from covidnet.lungs.model import CONVENTIONS, SOURCE_CONVENTION, LungUNet
 from covidnet.lungs.segment import PLAUSIBLE_QUALITY, LungSegmenter
 from covidnet.models.checkpoints import default_weights_dir, sha256_of
+from covidnet.models.training_state import load_training_state, restore_training_state, save_training_state
 from covidnet.provenance import git_commit, seed_everything
-
-DISEASED = ("covid", "pneumonia")
 
 
 @dataclass
@@ -77,9 +73,7 @@ def train_lungs(config: LungTrainConfig, *, command: str = "") -> LungsMetadata:
     seed_everything(config.seed)
     records = read_lung_records(config.data)
     state_path = Path(config.state_dir) / "lungs.state.pt"
-    state = None
-    if config.resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = load_training_state(state_path) if config.resume and state_path.exists() else None
     if state is not None:
         split, groups = state["split"], state["groups"]
     else:
@@ -100,7 +94,11 @@ def train_lungs(config: LungTrainConfig, *, command: str = "") -> LungsMetadata:
     shuffle_rng = torch.Generator().manual_seed(config.seed)
     first_epoch, best, seconds = 0, {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}, 0.0
     if state is not None:
-        first_epoch, best, seconds = _restore(state, model, optimizer, shuffle_rng, config)
+        restore_training_state(state, model=model, optimizer=optimizer, rng=shuffle_rng)
+        config.history = list(state["history"])
+        print(f"resuming after epoch {state['epoch']} (best val Dice {state['best_dice']:.4f})", flush=True)
+        first_epoch, seconds = state["epoch"], state["seconds"]
+        best = {"dice": state["best_dice"], "epoch": state["best_epoch"], "state": state["best_state"]}
     scheduler = _one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch, first_epoch * steps_per_epoch)
 
     setup_seconds = time.perf_counter() - launched
@@ -128,8 +126,17 @@ def train_lungs(config: LungTrainConfig, *, command: str = "") -> LungsMetadata:
         print(progress, flush=True)
         if dice > best["dice"]:
             best = {"dice": dice, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
-        run_state = {"split": split, "groups": groups, "seconds": seconds, "history": config.history}
-        _save_state(state_path, epoch + 1, best, run_state, model, optimizer, shuffle_rng)
+        entries = {
+            "epoch": epoch + 1,
+            "best_dice": best["dice"],
+            "best_epoch": best["epoch"],
+            "best_state": best["state"],
+            "split": split,
+            "groups": groups,
+            "seconds": seconds,
+            "history": config.history,
+        }
+        save_training_state(state_path, entries, model=model, optimizer=optimizer, rng=shuffle_rng)
 
     finishing = time.perf_counter()
     model.load_state_dict(best["state"])
@@ -207,86 +214,6 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return bce + (1 - dice).mean()
 
 
-def dice_score(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two bool masks (1.0 when both are empty)."""
-    total = predicted.sum() + truth.sum()
-    return float(2 * np.logical_and(predicted, truth).sum() / total) if total else 1.0
-
-
-def validation_dice(
-    segmenter: LungSegmenter, scans: list[Scan], masks: list[np.ndarray], records: list[LungRecord], *, own: bool = True
-) -> list[float]:
-    """Dice of each scan's mask in its source's convention (``own``) or in the other one, at display size."""
-    scores = []
-    for scan, truth, record in zip(scans, masks, records, strict=True):
-        convention = SOURCE_CONVENTION[record.source]
-        if not own:
-            convention = next(c for c in CONVENTIONS if c != convention)
-        scores.append(dice_score(segmenter.segment(scan.image, convention).mask, truth))
-    return scores
-
-
-def _summary(scores: list[float]) -> dict:
-    """n, mean, 10th percentile and minimum, rounded."""
-    values = {"mean": np.mean(scores), "p10": np.percentile(scores, 10), "min": np.min(scores)}
-    return {"n": len(scores), **{k: round(float(v), 4) for k, v in values.items()}}
-
-
-def _by(key: str, scores: list[float], records: list[LungRecord]) -> dict:
-    """``_summary`` of the scores per value of a record attribute (source or diagnosis)."""
-    values = sorted({getattr(r, key) for r in records})
-    return {v: _summary([s for s, r in zip(scores, records, strict=True) if getattr(r, key) == v]) for v in values}
-
-
-def evaluate_segmenter(
-    segmenter: LungSegmenter, scans: list[Scan], masks: list[np.ndarray], records: list[LungRecord]
-) -> dict:
-    """Dice on held-out masks overall, per source and per diagnosis (mean, 10th percentile, min), each image in
-    its source's convention; the other convention's Dice against the same masks; quality and plausibility."""
-    own = validation_dice(segmenter, scans, masks, records)
-    other = validation_dice(segmenter, scans, masks, records, own=False)
-    diseased = [d for d, r in zip(own, records, strict=True) if r.diagnosis in DISEASED]
-    results = [segmenter.segment(s.image, SOURCE_CONVENTION[r.source]) for s, r in zip(scans, records, strict=True)]
-    quality = [m.quality for m in results]
-    return {
-        "what": "Dice at the display image's size, full pipeline (postprocessing included), each image scored in "
-        "its source's convention (ieee8023v7: full, covidquex: visible)",
-        "dice": _summary(own),
-        "dice_by_source": _by("source", own, records),
-        "dice_by_diagnosis": _by("diagnosis", own, records),
-        "dice_diseased": _summary(diseased) if diseased else None,
-        "dice_other_convention_by_source": _by("source", other, records),
-        "quality": {k: round(float(f(quality)), 4) for k, f in (("min", np.min), ("median", np.median))},
-        "plausible_fraction": round(float(np.mean([m.plausible for m in results])), 4),
-    }
-
-
-def measure_latency(segmenter: LungSegmenter, scans: list[Scan], *, repeats: int = 5) -> dict:
-    """Median milliseconds per scan for ``segment`` on display images (resizing in and out, postprocessing), on
-    the validation scans as they are (longer side 256) and on one of them enlarged to 1024×1024."""
-
-    def median_ms(images: list[Image.Image]) -> float:
-        segmenter.segment(images[0])
-        times = []
-        for _ in range(repeats):
-            for image in images:
-                started = time.perf_counter()
-                segmenter.segment(image)
-                times.append(time.perf_counter() - started)
-        return round(1000 * statistics.median(times), 2)
-
-    images = [s.image for s in scans]
-    large = images[0].resize((1024, 1024), Image.Resampling.BILINEAR)
-    return {
-        "median_ms_display_256": median_ms(images),
-        "median_ms_display_1024": median_ms([large] * max(len(images) // 4, 1)),
-        "runs": repeats * len(images),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-    }
-
-
 def _counts(records: list[LungRecord]) -> dict:
     by_source: dict[str, dict[str, int]] = {}
     for r in records:
@@ -305,32 +232,3 @@ def _one_cycle(optimizer, lr: float, total_steps: int, done: int) -> torch.optim
             warnings.simplefilter("ignore", UserWarning)
             scheduler.step()
     return scheduler
-
-
-def _save_state(path: Path, epoch: int, best: dict, run_state: dict, model, optimizer, rng) -> None:
-    """Everything a resumed run needs to continue where this one stopped, random states included."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "epoch": epoch,
-        "best_dice": best["dice"],
-        "best_epoch": best["epoch"],
-        "best_state": best["state"],
-        **run_state,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "shuffle": rng.get_state(), "python": random.getstate()},
-    }
-    torch.save(state, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
-
-
-def _restore(state: dict, model, optimizer, rng, config: LungTrainConfig) -> tuple[int, dict, float]:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    rng.set_state(state["rng"]["shuffle"])
-    random.setstate(state["rng"]["python"])
-    config.history = list(state["history"])
-    print(f"resuming after epoch {state['epoch']} (best val Dice {state['best_dice']:.4f})", flush=True)
-    best = {"dice": state["best_dice"], "epoch": state["best_epoch"], "state": state["best_state"]}
-    return state["epoch"], best, state["seconds"]

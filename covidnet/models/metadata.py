@@ -108,7 +108,7 @@ class CheckpointMetadata:
     # away much of a scanner's or a source's contrast and brightness look.
     intensity: str = "none"
     dtype: str = "float32"  # storage type of the state dict
-    init: str = "scratch"  # "scratch", "imagenet" or "weights" (a warm start from a weights folder)
+    init: str = "scratch"  # "scratch", "imagenet" or "checkpoint:<folder>" (a warm start from a checkpoint)
     pretrained: Pretrained | None = None  # for init "imagenet"
     temperature: float = 1.0
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -1,1 +1,1 @@
-"""Training: labelled data, patient-level splits, the training loop, calibration and fitting the gate."""
+"""Training: the PyTorch dataset, the training loop, temperature scaling and fitting the gate."""

@@ -18,6 +18,8 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from covidnet.errors import TrainingSetupError
+
 AUGMENTATIONS = ("xray", "source-cues")
 
 
@@ -120,4 +122,4 @@ def augmentation(name: str) -> v2.Compose:
         return xray_augmentation()
     if name == "source-cues":
         return source_cue_augmentation()
-    raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)}")
+    raise TrainingSetupError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)}")

@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from covidnet.assessment.evaluate import forward_all
-from covidnet.inference.gate import COLOUR_PIXELS, COLOUR_SATURATION, FLAT_STD, GATE_QUANTILE, fit_gate, save_gate
+from covidnet.assessment.forward import forward_all
+from covidnet.data.records import Record
+from covidnet.inference.feature_gate import GATE_QUANTILE, fit_gate, save_gate
+from covidnet.inference.gate import COLOUR_PIXELS, COLOUR_SATURATION, FLAT_STD
 from covidnet.inference.predictor import Predictor
 from covidnet.io.reading import read_scan
 from covidnet.models.checkpoints import checkpoint_paths
-from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
+from covidnet.models.metadata import CheckpointMetadata, GateRecord, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.models.registry import get_spec
-from covidnet.training.data import Record
 
 
 def fit_from_splits(
@@ -27,18 +28,18 @@ def fit_from_splits(
     _, meta_path = checkpoint_paths(predictor.backbone, weights_dir)
     meta = dataclasses.replace(
         read_checkpoint_metadata(meta_path),
-        gate={
-            "file": path.name,
-            "sha256": save_gate(gate, path),
-            "threshold": gate.threshold,
-            "quantile": GATE_QUANTILE,
-            "backbone": predictor.backbone,
-            "stages": list(get_spec(predictor.backbone).gate_layers),
-            "fitted_on": f"per-channel mean and std of each stage, {len(train)} training images (Ledoit-Wolf)",
-            "threshold_from": f"{GATE_QUANTILE:.0%} quantiles on {len(val)} validation images",
-            "colour": {"saturation": COLOUR_SATURATION, "max_share": COLOUR_PIXELS},
-            "flat_std": FLAT_STD,
-        },
+        gate=GateRecord(
+            file=path.name,
+            sha256=save_gate(gate, path),
+            threshold=gate.threshold,
+            quantile=GATE_QUANTILE,
+            backbone=predictor.backbone,
+            stages=list(get_spec(predictor.backbone).gate_layers),
+            fitted_on=f"per-channel mean and std of each stage, {len(train)} training images (Ledoit-Wolf)",
+            threshold_from=f"{GATE_QUANTILE:.0%} quantiles on {len(val)} validation images",
+            colour={"saturation": COLOUR_SATURATION, "max_share": COLOUR_PIXELS},
+            flat_std=FLAT_STD,
+        ),
     )
     write_checkpoint_metadata(meta, meta_path)
     return meta
@@ -47,6 +48,6 @@ def fit_from_splits(
 def share_gate(keeper: CheckpointMetadata, backbone: str, weights_dir: Path) -> CheckpointMetadata:
     """Give ``backbone`` the gate recorded in ``keeper`` (another backbone's metadata); return its new metadata."""
     _, meta_path = checkpoint_paths(backbone, weights_dir)
-    meta = dataclasses.replace(read_checkpoint_metadata(meta_path), gate=dict(keeper.gate))
+    meta = dataclasses.replace(read_checkpoint_metadata(meta_path), gate=keeper.gate)
     write_checkpoint_metadata(meta, meta_path)
     return meta

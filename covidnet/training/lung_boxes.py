@@ -11,10 +11,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from covidnet.data.records import Record
 from covidnet.io.preprocessing import Box
 from covidnet.io.reading import read_scan
 from covidnet.lungs.segment import LungSegmenter
-from covidnet.training.data import Record
 
 
 def lung_boxes(records: list[Record], segmenter: LungSegmenter, cache_dir: Path) -> list[Box | None]:

@@ -2,7 +2,7 @@
 temperature scaling on validation, and a checkpoint with its metadata.
 
 Images go through ``read_scan`` and ``build_transform`` like everywhere else; the augmentations of
-``covidnet.training.augmentation`` run in front. Against source shortcuts (``covidnet.training.sources``,
+``covidnet.training.augmentation`` run in front. Against source shortcuts (``covidnet.data.sources``,
 ``covidnet.training.adversary``): batches drawn balanced by (source, label), whole sources held out of training
 into validation (so the epoch and temperature are chosen on sources never trained on), and a source-adversarial
 head behind a gradient-reversal layer.
@@ -11,10 +11,8 @@ head behind a gradient-reversal layer.
 from __future__ import annotations
 
 import copy
-import platform
-import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +21,26 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from covidnet.assessment.metrics import macro_auc
+from covidnet.assessment.metrics import expected_calibration_error, macro_auc
 from covidnet.classes import CLASSES
+from covidnet.data.records import Record, read_metadata
+from covidnet.data.sources import hold_out, sample_weights, source_index, without
+from covidnet.data.splits import split_records
+from covidnet.errors import TrainingSetupError
 from covidnet.io.preprocessing import build_transform
 from covidnet.lungs.segment import load_segmenter
-from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint, sha256_of
-from covidnet.models.metadata import CheckpointMetadata
+from covidnet.models.checkpoints import count_parameters, load_checkpoint, save_checkpoint
+from covidnet.models.metadata import CheckpointMetadata, LungCrop
 from covidnet.models.pretrained import imagenet_start
 from covidnet.models.registry import build_model, get_spec, head
+from covidnet.models.training_state import load_training_state, restore_training_state, save_training_state
 from covidnet.provenance import git_commit, seed_everything
 from covidnet.training.adversary import HeadInput, SourceAdversary, ramp
 from covidnet.training.augmentation import augmentation
-from covidnet.training.calibration import expected_calibration_error, fit_temperature
-from covidnet.training.data import Record, ScanDataset, read_metadata
+from covidnet.training.calibration import fit_temperature
 from covidnet.training.lung_boxes import lung_boxes
-from covidnet.training.sources import hold_out, sample_weights, source_index, without
-from covidnet.training.splits import split_records
+from covidnet.training.scan_dataset import ScanDataset
+from covidnet.training.summary import training_summary
 
 
 @dataclass
@@ -80,9 +82,12 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     spec = get_spec(config.backbone)
     input_size = config.input_size or spec.input_size
     parts = split_records(read_metadata(Path(config.data) / "metadata.csv"), config.split_file)
-    train_records, val_records = hold_out(without(parts["train"], config.exclude), parts["val"], config.holdout)
+    train_records, val_records = hold_out(
+        without(parts.get("train", []), config.exclude), parts.get("val", []), config.holdout
+    )
     val_records = without(val_records, config.exclude)
     train_records, val_records = train_records[:: config.limit or 1], val_records[:: config.limit or 1]
+    _check_not_empty(config, train=train_records, val=val_records)
     device = torch.device(config.device)
 
     model, start = _initial_model(config)
@@ -190,7 +195,7 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         crop=pending.crop,
         intensity=pending.intensity,
         temperature=temperature,
-        training=_training_summary(config, train_records, val_records, best["epoch"], time.time() - started),
+        training=training_summary(config, train_records, val_records, best["epoch"], time.time() - started),
         metrics={"validation": validation},
         command=command,
         commit=commit,
@@ -208,14 +213,24 @@ def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device) -
     return torch.cat(outputs), torch.cat(labels)
 
 
-def _crop(config: TrainConfig) -> dict:
-    """The metadata's ``crop`` record for ``config`` (empty without a crop)."""
+def _crop(config: TrainConfig) -> LungCrop | None:
+    """The metadata's ``crop`` record for ``config`` (None without a crop)."""
     if config.crop == "none":
-        return {}
+        return None
     if config.crop != "lungs":
-        raise ValueError(f"unknown crop {config.crop!r}; choose none or lungs")
-    segmenter = load_segmenter()
-    return {"to": "lungs", "margin": config.crop_margin, "segmenter_sha256": segmenter.meta.sha256}
+        raise TrainingSetupError(f"unknown crop {config.crop!r}; choose none or lungs")
+    return LungCrop(margin=config.crop_margin, segmenter_sha256=load_segmenter().sha256)
+
+
+def _check_not_empty(config: TrainConfig, **parts: list[Record]) -> None:
+    """Refuse data that leaves a split without images, saying which options select them."""
+    for name, records in parts.items():
+        if not records:
+            raise TrainingSetupError(
+                f"No {name} images: {Path(config.data) / 'metadata.csv'} with the split file {config.split_file} "
+                f"leaves none in the {name} split (after --holdout, the excluded sources and --limit); check --data "
+                "and --split-file."
+            )
 
 
 def _lung_boxes(config: TrainConfig, records: list[Record]) -> list | None:
@@ -247,59 +262,25 @@ def _save_state(
 ) -> None:  # fmt: skip
     """Everything a resumed run needs to continue exactly where this one stopped, random states included, and the
     seconds it has trained so far."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
+    entries = {
         "epoch": epoch,
         "best_auc": best["auc"],
         "best_epoch": best["epoch"],
         "best_state": best["state"],
         "history": history,
         "seconds": seconds,
-        "model": model.state_dict(),
         "adversary": adversary.state_dict() if adversary is not None else {},
-        "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle_rng.get_state(), "python": random.getstate()},
     }
-    torch.save(state, path)
+    save_training_state(path, entries, model=model, optimizer=optimizer, rng=shuffle_rng)
 
 
 def _restore(path: Path, model, adversary, optimizer, scheduler, shuffle_rng) -> tuple[int, dict, list, float]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    state = load_training_state(path)
+    restore_training_state(state, model=model, optimizer=optimizer, rng=shuffle_rng)
     if adversary is not None:
         adversary.load_state_dict(state["adversary"])
-    optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    shuffle_rng.set_state(state["rng"]["shuffle"])
-    random.setstate(state["rng"]["python"])
     print(f"resuming after epoch {state['epoch']} (best macro AUC {state['best_auc']:.4f})", flush=True)
     best = {"auc": state["best_auc"], "epoch": state["best_epoch"], "state": state["best_state"]}
     return state["epoch"], best, state["history"], state.get("seconds", 0.0)  # states saved before it was recorded
-
-
-def _as_json(value):
-    """A setting as the metadata file reads it back."""
-    return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
-
-
-def _training_summary(config: TrainConfig, train_records, val_records, best_epoch: int, seconds: float) -> dict:
-    def counts(records: list[Record]) -> dict[str, int]:
-        return {c: sum(r.label == c for r in records) for c in CLASSES}
-
-    settings = {k: _as_json(v) for k, v in asdict(config).items() if k != "history"}
-    return {
-        "data": f"{config.data} ({len(train_records) + len(val_records)} images in train and val of the split file)",
-        "split_file_sha256": sha256_of(Path(config.split_file)),
-        "train_images": counts(train_records),
-        "val_images": counts(val_records),
-        "sources": sorted({r.origin for r in train_records}),
-        "held_out_sources": sorted({r.origin for r in val_records} - {r.origin for r in train_records}),
-        "settings": settings,
-        "best_epoch": best_epoch,
-        "history": config.history,
-        "seconds": round(seconds, 1),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, device {config.device}",
-        "torch": torch.__version__,
-    }

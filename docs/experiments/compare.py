@@ -25,7 +25,8 @@ import json
 import sys
 from pathlib import Path
 
-from covidnet.assessment.reports import BackboneResult, EvaluationReport, read_leave_one_out_report, read_report
+from covidnet.assessment.evaluation_report import BackboneResult, EvaluationReport
+from covidnet.assessment.report_files import read_leave_one_out_report, read_report
 from covidnet.assessment.tables import (
     archives_measured,
     leave_one_out_table,

@@ -20,10 +20,10 @@ import imagehash
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from covidnet.data.records import Record
 from covidnet.errors import CovidNetError
 from covidnet.grouping import DisjointSets
 from covidnet.io.reading import read_scan
-from covidnet.training.data import Record
 
 NEAR_DUPLICATE_BITS = 4  # the shared set's own de-duplication used pHash ≤ 4 (with a correlation check)
 SPLITS = ("train", "val", "test", "external", "excluded")

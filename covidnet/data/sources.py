@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from covidnet.training.data import Record
+from covidnet.data.records import Record
+from covidnet.errors import TrainingSetupError
 
 BALANCING = ("label", "source-label")
 MIN_GROUP = 50  # a (source, label) group smaller than this is weighted as if it had this many scans
@@ -24,7 +25,7 @@ def sample_weights(records: Sequence[Record], balance: str) -> torch.Tensor:
     equally often and, within a label, every source equally often (groups under ``MIN_GROUP`` scans are drawn
     less, so that a handful of images is not repeated hundreds of times)."""
     if balance not in BALANCING:
-        raise ValueError(f"unknown balancing {balance!r}; choose from {', '.join(BALANCING)}")
+        raise TrainingSetupError(f"unknown balancing {balance!r}; choose from {', '.join(BALANCING)}")
     labels = Counter(r.label for r in records)
     if balance == "label":
         return torch.tensor([1.0 / (len(labels) * labels[r.label]) for r in records], dtype=torch.float64)
@@ -46,11 +47,12 @@ def matches(record: Record, names: Iterable[str]) -> bool:
 
 def hold_out(train: list[Record], val: list[Record], names: Sequence[str]) -> tuple[list[Record], list[Record]]:
     """(train, val) with every scan of the sources ``names`` moved from training into validation, so that model
-    selection sees sources the model never trained on. Raises ``ValueError`` for a name that matches nothing."""
+    selection sees sources the model never trained on. Raises ``TrainingSetupError`` for a name that
+    matches nothing."""
     for name in names:
         if not any(matches(r, [name]) for r in (*train, *val)):
             known = sorted({r.dataset for r in (*train, *val)} | {r.source for r in (*train, *val)})
-            raise ValueError(f"no scans from source {name!r}; known: {', '.join(known)}")
+            raise TrainingSetupError(f"no scans from source {name!r}; known: {', '.join(known)}")
     kept = [r for r in train if not matches(r, names)]
     moved = [r for r in train if matches(r, names)]
     return kept, [*val, *moved]

@@ -14,12 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from covidnet.assessment.evaluate import evaluate
-from covidnet.assessment.reports import HeldOutSource, LeaveOneOutReport, Metrics, SourceMetrics
+from covidnet.assessment.leave_one_out_report import HeldOutSource, LeaveOneOutReport
+from covidnet.assessment.metric_records import Metrics, SourceMetrics
+from covidnet.data.records import Record, read_metadata
+from covidnet.data.sources import matches, without
+from covidnet.data.splits import split_records
+from covidnet.errors import TrainingSetupError
 from covidnet.lungs.checkpoint import lungs_paths
 from covidnet.models.checkpoints import default_weights_dir
-from covidnet.training.data import Record, read_metadata
-from covidnet.training.sources import matches, without
-from covidnet.training.splits import split_records
 from covidnet.training.train import TrainConfig, train
 
 POOL_SPLITS = ("train", "val", "test")  # the external source is never trained on anyway
@@ -42,7 +44,7 @@ def leave_one_source_out(
     pool = [r for split in POOL_SPLITS for r in parts.get(split, [])]
     sources = sources or multi_label_sources(pool)
     if not sources:
-        raise ValueError("no data source with two or more labels to leave out")
+        raise TrainingSetupError("no data source with two or more labels to leave out; check --data and --sources")
     rounds = {}
     for source in sources:
         out = Path(folder) / source
@@ -59,14 +61,14 @@ def leave_one_source_out(
 
         left_out = measure([r for r in pool if matches(r, [source])], f"every scan of {source}")
         rounds[source] = HeldOutSource(
-            trained_on=meta.training["sources"],
+            trained_on=meta.training.sources,
             validation_macro_auc=measure(without(parts["val"], [source]), "val").macro_auc.value,
             internal_test_macro_auc=measure(without(parts["test"], [source]), "test").macro_auc.value,
             left_out=_source_metrics(left_out),
-            seconds=meta.training["seconds"],
-            train_images=meta.training["train_images"],
+            seconds=meta.training.seconds,
+            train_images=meta.training.train_images,
         )
-    settings = {k: v for k, v in meta.training["settings"].items() if k not in ("out", "state_dir", "exclude")}
+    settings = {k: v for k, v in meta.training.settings.items() if k not in ("out", "state_dir", "exclude")}
     return LeaveOneOutReport(template.backbone, settings, rounds, command)
 
 

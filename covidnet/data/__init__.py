@@ -1,0 +1,1 @@
+"""Labelled scan lists, their splits and their sources: what training and assessment both read."""

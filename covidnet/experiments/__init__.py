@@ -1,0 +1,1 @@
+"""Experiments that train and then measure (above both training and assessment)."""
