@@ -9,7 +9,7 @@ A research and teaching demo, not a medical device.
     >>> rows = list(covidnet.score("scans/", backbones=["resnet18"]))  # batched, one row per scan and backbone
 """
 
-from covidnet.classes import CLASSES, display_name
+from covidnet.classes import CLASSES, TASK, display_name
 from covidnet.errors import (
     CheckpointError,
     CovidNetError,
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLASSES",
+    "TASK",
     "Analysis",
     "CheckpointError",
     "CheckpointMetadata",

@@ -21,6 +21,11 @@ class Task:
     confusable: tuple[str, str] = ("covid", "pneumonia")  # the pair that is easily confused (of interest, other)
 
     @property
+    def diseases(self) -> tuple[str, ...]:
+        """Every class but the normal one."""
+        return tuple(c for c in self.classes if c != self.normal)
+
+    @property
     def other_disease(self) -> str:
         """The class the one of interest is easily confused with (e.g. pneumonia that is not COVID-19)."""
         return self.confusable[1]

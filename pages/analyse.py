@@ -38,9 +38,10 @@ if not ui.gate_passed(result.warnings, key="analyse-anyway"):
     st.stop()
 top = result.probabilities[result.prediction]
 if result.uncertain:
+    chosen = meta.thresholds
     basis = (
-        "this model was less than 95% accurate on its validation split"
-        if result.uncertain_below is not None
+        f"this model was less than {chosen.uncertain_target_accuracy:.0%} accurate on its {chosen.uncertain_chosen_on}"
+        if result.uncertain_below is not None and chosen.uncertain_target_accuracy is not None
         else "no class has a majority (no validation threshold is recorded for these weights)"
     )
     st.warning(

@@ -29,13 +29,15 @@ except covidnet.CovidNetError as error:
 if not ui.gate_passed([w for r in results.values() for w in r.warnings], key="compare-anyway"):
     st.stop()
 combined = covidnet.ensemble(list(results.values()))
-covid = [r.probabilities["covid"] for r in results.values()]
+interest = covidnet.TASK.of_interest
+covid = [r.probabilities[interest] for r in results.values()]
 best = combined.prediction
 summary = "All backbones agree" if combined.agree else "The backbones disagree"
 st.subheader(f"Ensemble: {covidnet.display_name(best)} — {combined.probabilities[best]:.0%}")
 st.markdown(
     f"{summary} ({', '.join(f'{b}: {covidnet.display_name(r.prediction)}' for b, r in results.items())}). "
-    f"COVID-19 probability ranges from {min(covid):.0%} to {max(covid):.0%} (spread {max(covid) - min(covid):.0%})."
+    f"{covidnet.display_name(interest)} probability ranges "
+    f"from {min(covid):.0%} to {max(covid):.0%} (spread {max(covid) - min(covid):.0%})."
 )
 ui.other_warnings(next(iter(results.values())).warnings)
 

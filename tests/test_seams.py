@@ -5,8 +5,10 @@ weights)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +120,16 @@ def test_another_class_list_is_the_task_record_and_a_head_of_its_size(real_scans
     result = Predictor(Classifier(Network.own(model), meta)).analyze(real_scans[0])
     assert list(result.probabilities) == list(task.classes) and task.display_name("tuberculosis") == "TB"
     assert CheckpointMetadata.from_dict(dataclasses.asdict(meta)).task == task
+
+
+def test_no_module_but_the_task_record_spells_a_class_name():
+    root = Path(__file__).resolve().parents[1]
+    files = [*(root / "covidnet").rglob("*.py"), *(root / "pages").glob("*.py"), root / "ui.py", root / "app.py"]
+    spelled = [
+        f"{path.relative_to(root)}:{node.lineno}"
+        for path in files
+        if path.name != "classes.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in covidnet.TASK.classes
+    ]
+    assert len(files) > 50 and spelled == []

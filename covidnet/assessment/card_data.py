@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from covidnet.assessment.evaluation_report import EvaluationReport
+from covidnet.classes import TASK
 from covidnet.data.records import Record
 from covidnet.data.splits import SplitEntry
 
@@ -57,7 +58,7 @@ def split_rule(records: list[Record], assigned: dict[str, SplitEntry]) -> str:
 def paediatric_confound(records: list[Record], assigned: dict[str, SplitEntry]) -> str:
     """The share of paediatric pneumonia images (and, once the split has grown, among the training images of its
     first round, which the shipped models trained on), and where the adult ones come from."""
-    pneumonia = [r for r in records if r.label == "pneumonia"]
+    pneumonia = [r for r in records if r.label == TASK.other_disease]
     children = sum(r.dataset in PAEDIATRIC_DATASETS for r in pneumonia)
     if not children:
         return ""
@@ -87,8 +88,8 @@ def covid_pneumonia_confound(
     """A warning when no training source holds both COVID-19 and pneumonia images (then the source and the
     COVID-19-against-pneumonia label are one variable in training), with what the external test measured."""
     training = [r for r in records if (entry := assigned.get(r.sha256)) and entry.split == "train"]
-    covid = Counter(r.dataset for r in training if r.label == "covid")
-    pneumonia = Counter(r.dataset for r in training if r.label == "pneumonia")
+    covid = Counter(r.dataset for r in training if r.label == TASK.of_interest)
+    pneumonia = Counter(r.dataset for r in training if r.label == TASK.other_disease)
     if not covid or not pneumonia or covid.keys() & pneumonia.keys():
         return ""
     external = reports["external"].ensemble.metrics.covid_vs_pneumonia_auc if "external" in reports else None

@@ -49,7 +49,7 @@ from covidnet.assessment.shortcuts import (
     source_probe,
     with_image,
 )
-from covidnet.assessment.thresholds import uncertainty_threshold
+from covidnet.assessment.thresholds import TARGET_ACCURACY, uncertainty_threshold
 from covidnet.classes import CLASSES
 from covidnet.data.records import Record
 from covidnet.errors import ScanError
@@ -58,7 +58,7 @@ from covidnet.inference.results import average_probabilities
 from covidnet.io.reading import Scan, read_scan
 from covidnet.lungs.segment import LungMask
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir
-from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
+from covidnet.models.metadata import Thresholds, read_checkpoint_metadata, write_checkpoint_metadata
 
 SALIENCY_SCANS = 12
 HEATMAP_SCANS = 500  # heatmap-in-lungs is measured on at most this many scans, evenly spread over the list
@@ -145,9 +145,8 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
         }
         meta = replace(meta, metrics={**meta.metrics, name: entry})
         if name == VALIDATION:
-            meta = replace(
-                meta, thresholds=replace(meta.thresholds, uncertain_below=uncertainty_threshold(m.selective))
-            )
+            chosen = Thresholds(uncertainty_threshold(m.selective), TARGET_ACCURACY, "validation split")
+            meta = replace(meta, thresholds=chosen)
         write_checkpoint_metadata(meta, meta_path)
         recorded.append(backbone)
     return recorded

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
 
-from covidnet.classes import CLASSES
+from covidnet.classes import CLASSES, TASK
 
 BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95  # of the bootstrap intervals
@@ -37,7 +37,7 @@ def summarise(probabilities: np.ndarray, labels: np.ndarray, *, seed: int = 0) -
             "specificity": with_interval(lambda p, y, k=k: _ratio((p.argmax(1) != k) & (y != k), y != k)),
             "ppv": with_interval(lambda p, y, k=k: _ratio((p.argmax(1) == k) & (y == k), p.argmax(1) == k)),
         }
-    covid = CLASSES.index("covid")
+    covid = CLASSES.index(TASK.of_interest)
     return {
         "n": len(labels),
         "class_counts": {name: int((labels == k).sum()) for k, name in enumerate(CLASSES)},
@@ -110,7 +110,7 @@ def macro_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
 def covid_vs_pneumonia_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """AUC of the COVID-19 probability on the COVID-19 and pneumonia scans only: does the model tell COVID-19 from
     other pneumonia (NaN without both)."""
-    covid, pneumonia = CLASSES.index("covid"), CLASSES.index("pneumonia")
+    covid, pneumonia = (CLASSES.index(c) for c in TASK.confusable)
     either = (labels == covid) | (labels == pneumonia)
     return _auc(probabilities[either, covid], labels[either] == covid)
 
@@ -121,7 +121,7 @@ def covid_vs_pneumonia_auc_by_group(
     """``covid_vs_pneumonia_auc`` within each group (e.g. the archive a film comes from) that holds at least
     ``MIN_FILMS_PER_CLASS`` COVID-19 and as many pneumonia scans, with a bootstrap interval over that group's
     COVID-19 and pneumonia scans: group → ``{"n_covid", "n_pneumonia", "auc"}``. Scans of group None are left out."""
-    covid, pneumonia = CLASSES.index("covid"), CLASSES.index("pneumonia")
+    covid, pneumonia = (CLASSES.index(c) for c in TASK.confusable)
     either = (labels == covid) | (labels == pneumonia)
     measured = {}
     for group in sorted({g for g in groups if g is not None}):

@@ -14,12 +14,14 @@ from covidnet.assessment.evaluation_report import EvaluationReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
 from covidnet.assessment.metric_records import Interval, Metrics, SourceMetrics
 from covidnet.assessment.metrics import COVID_SPECIFICITY
-from covidnet.classes import CLASSES
+from covidnet.classes import CLASSES, TASK, display_name
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import SPLITS, read_split_file
-from covidnet.models.metadata import CheckpointMetadata
+from covidnet.models.metadata import CheckpointMetadata, TrainingRecord
 
 # The reports the tables show (``report_schema.REPORT_NAMES``; the validation report only chooses a threshold).
+INTEREST, OTHER = display_name(TASK.of_interest), display_name(TASK.other_disease).lower()
+CLASS_HEADERS = " | ".join(display_name(c) for c in CLASSES)
 REPORT_TITLES = {
     "internal_test": "Internal test (patient-level split)",
     "external": "External source (never trained on)",
@@ -35,14 +37,14 @@ def results_table(reports: dict[str, EvaluationReport]) -> str:
     """A Markdown table: one row per model and data set, with bootstrap intervals."""
     archives = archives_measured(m for r in shown(reports).values() for m in r.models().values())
     lines = [
-        "| data | model | n | macro AUC | accuracy | COVID-19 sensitivity | COVID-19 specificity "
-        f"| COVID-19 sens. at {COVID_SPECIFICITY:.0%} spec. | COVID-19 vs pneumonia AUC "
+        f"| data | model | n | macro AUC | accuracy | {INTEREST} sensitivity | {INTEREST} specificity "
+        f"| {INTEREST} sens. at {COVID_SPECIFICITY:.0%} spec. | {INTEREST} vs {OTHER} AUC "
         f"| {within_archive_header(archives)} | ECE |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, report in shown(reports).items():
         for model, m in report.models().items():
-            covid = m.per_class["covid"]
+            covid = m.per_class[TASK.of_interest]
             lines.append(
                 f"| {REPORT_TITLES[name]} | {model} | {m.n} | {_ci(m.macro_auc)} | {_ci(m.accuracy)} | "
                 f"{_ci(covid.sensitivity)} | {_ci(covid.specificity)} | "
@@ -132,14 +134,14 @@ def data_tables(metadata_csv: Path, split_file: Path) -> tuple[str, str]:
     provenance = Counter((r.source, r.dataset, r.license or "not stated", r.label) for r in records)
     rows = sorted({(s, d, lic) for s, d, lic, _ in provenance})
     source_lines = [
-        "| source repository | original dataset | licence as stated | COVID-19 | Normal | Pneumonia |",
+        f"| source repository | original dataset | licence as stated | {CLASS_HEADERS} |",
         "|---|---|---|---|---|---|",
     ]
     for s, d, lic in rows:
         counts = " | ".join(str(provenance[(s, d, lic, c)]) for c in CLASSES)
         source_lines.append(f"| {s} | {d} | {lic} | {counts} |")
     splits = Counter((assigned[r.sha256].split, r.label) for r in records)
-    split_lines = ["| split | COVID-19 | Normal | Pneumonia | total |", "|---|---|---|---|---|"]
+    split_lines = [f"| split | {CLASS_HEADERS} | total |", "|---|---|---|---|---|"]
     for name in SPLITS:
         counts = [splits[(name, c)] for c in CLASSES]
         split_lines.append(f"| {name} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
@@ -152,11 +154,11 @@ def model_table(metas: list[CheckpointMetadata]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for meta in metas:
-        t = meta.training
+        epochs, best, seconds = (0, None, 0.0) if meta.training is None else _schedule_of(meta.training)
         lines.append(
             f"| {meta.backbone} | {meta.init} | {meta.input_size}px | {meta.parameters / 1e6:.1f} M | "
-            f"{meta.size_bytes / 2**20:.1f} MB {meta.dtype} | {len(t.get('history', []))} ({t.get('best_epoch')}) | "
-            f"{t.get('seconds', 0) / 60:.0f} min | {meta.temperature:.2f} |"
+            f"{meta.size_bytes / 2**20:.1f} MB {meta.dtype} | {epochs} ({best}) | "
+            f"{seconds / 60:.0f} min | {meta.temperature:.2f} |"
         )
     total = sum(meta.training.seconds for meta in metas if meta.training is not None) / 60
     lines.append(f"| **all** | | | | | | **{total:.0f} min** | |")
@@ -167,3 +169,8 @@ def _ci(metric: Interval) -> str:
     if metric.value is None:
         return "n/a"
     return f"{metric.value:.3f} ({metric.low:.3f}–{metric.high:.3f})"
+
+
+def _schedule_of(training: TrainingRecord) -> tuple[int, int, float]:
+    """Epochs run, the best epoch and the seconds a run took."""
+    return len(training.history), training.best_epoch, training.seconds

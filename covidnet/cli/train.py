@@ -97,7 +97,9 @@ def run_leave_one_out(args: argparse.Namespace) -> int:
     report = leave_one_source_out(template, args.folder, sources=args.sources, command=command_line())
     write_leave_one_out_report(report, args.out)
     for source, r in report.sources.items():
-        print(f"{source:<24} left out: macro AUC {r.left_out.macro_auc:.3f} (n={r.left_out.n}); "
+        auc = "–" if r.left_out.macro_auc is None else f"{r.left_out.macro_auc:.3f}"  # one label: no AUC
+        found = ", ".join(f"{name} {value:.2f}" for name, value in r.left_out.sensitivity.items() if value is not None)
+        print(f"{source:<24} left out: macro AUC {auc} (n={r.left_out.n}; found: {found}); "
               f"internal test without it {r.internal_test_macro_auc:.3f}")  # fmt: skip
     print(f"report: {args.out}")
     return EXIT_OK

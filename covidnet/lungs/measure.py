@@ -12,12 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from covidnet.classes import TASK
 from covidnet.io.reading import Scan
 from covidnet.lungs.data import LungRecord
 from covidnet.lungs.model import CONVENTIONS, SOURCE_CONVENTION
 from covidnet.lungs.segment import LungSegmenter
-
-DISEASED = ("covid", "pneumonia")
 
 
 def dice_score(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -58,7 +57,7 @@ def evaluate_segmenter(
     its source's convention; the other convention's Dice against the same masks; quality and plausibility."""
     own = validation_dice(segmenter, scans, masks, records)
     other = validation_dice(segmenter, scans, masks, records, own=False)
-    diseased = [d for d, r in zip(own, records, strict=True) if r.diagnosis in DISEASED]
+    diseased = [d for d, r in zip(own, records, strict=True) if r.diagnosis in TASK.diseases]
     results = [segmenter.segment(s.image, SOURCE_CONVENTION[r.source]) for s, r in zip(scans, records, strict=True)]
     quality = [m.quality for m in results]
     return {

@@ -64,6 +64,8 @@ class Thresholds:
     """Thresholds that change what a user is told."""
 
     uncertain_below: float | None = None  # top-class probability below which an answer is called uncertain
+    uncertain_target_accuracy: float | None = None  # the accuracy answers at or above it reached where it was chosen
+    uncertain_chosen_on: str = ""  # the films it was chosen on, e.g. "validation split"
 
 
 @dataclass(frozen=True)
