@@ -14,7 +14,7 @@ import torch
 
 from covidnet.errors import CheckpointError
 from covidnet.inference.network import Network
-from covidnet.models.artifacts import Artifact, sha256_of
+from covidnet.models.artifacts import Artifact, save_tensors
 
 GATE_QUANTILE = 0.99  # share of validation X-rays that pass each stage and the whole gate
 
@@ -75,8 +75,7 @@ def save_gate(gate: FeatureGate, path: Path) -> str:
         "scales": torch.tensor(gate.scales),
         "threshold": torch.tensor(gate.threshold),
     }
-    torch.save(state, path)
-    return sha256_of(path)
+    return save_tensors(state, path)
 
 
 def load_gate(path: Path, sha256: str) -> FeatureGate:

@@ -12,12 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from covidnet.errors import CheckpointError
 from covidnet.lungs.model import CONVENTIONS, LungUNet
-from covidnet.models.artifacts import Artifact, sha256_of
+from covidnet.models.artifacts import Artifact, save_tensors
 from covidnet.models.checkpoints import count_parameters, default_weights_dir
 
 NAME = "lungs"
@@ -79,9 +78,8 @@ def save_lungs_checkpoint(model: LungUNet, out_dir: Path, **meta_fields: Any) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     pt_path, meta_path = lungs_paths(out_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, pt_path)
     meta = LungsMetadata(
-        sha256=sha256_of(pt_path),
+        sha256=save_tensors(state, pt_path),
         size_bytes=pt_path.stat().st_size,
         parameters=count_parameters(model),
         **meta_fields,

@@ -31,8 +31,6 @@ in its middle 40% where it is thinnest, when that column holds less than ``WAIST
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,10 +41,11 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from covidnet.errors import CheckpointError, CovidNetError
+from covidnet.errors import CovidNetError
 from covidnet.io.reading import Scan, ScanSource, read_scan
 from covidnet.lungs.checkpoint import LungsMetadata, load_lungs_checkpoint, lungs_paths
 from covidnet.lungs.model import CONVENTIONS, standardise
+from covidnet.models.artifacts import LoadCache
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in display-image pixels, right/bottom exclusive
 
@@ -242,31 +241,16 @@ def quality_checks(
     )
 
 
-_lock = threading.Lock()
-_cache: dict[tuple, LungSegmenter] = {}
+_segmenters: LoadCache[LungSegmenter] = LoadCache()
 
 
 def load_segmenter(weights_dir: Path | None = None) -> LungSegmenter:
-    """The lung segmenter in ``weights_dir`` (default ``$COVIDNET_WEIGHTS`` or weights/), loaded once per process.
-
-    The file is verified (size and sha256) when it is first loaded, and loaded again if its size or
-    modification time changes; a missing or changed file raises ``CheckpointError``.
-    """
+    """The lung segmenter in ``weights_dir`` (default ``$COVIDNET_WEIGHTS`` or weights/), loaded once per process and
+    folder, and again when its files change (``LoadCache``); a missing or changed file raises ``CheckpointError``."""
     pt_path, meta_path = lungs_paths(weights_dir)
-    try:
-        stats = tuple((s.st_size, s.st_mtime_ns) for s in (pt_path.stat(), meta_path.stat()))
-    except OSError:
-        stats = None
-    key = (os.fspath(pt_path.resolve()), stats)
-    with _lock:
-        if key not in _cache:
-            if stats is None:
-                load_lungs_checkpoint(weights_dir)  # raises the CheckpointError that names the missing file
-                raise CheckpointError(f"{pt_path} disappeared while it was read.")
-            model, meta = load_lungs_checkpoint(weights_dir)
-            _cache.clear()
-            _cache[key] = LungSegmenter(model, meta)
-        return _cache[key]
+    return _segmenters.get(
+        pt_path.resolve(), [pt_path, meta_path], lambda: LungSegmenter(*load_lungs_checkpoint(weights_dir))
+    )
 
 
 def segment_lungs(

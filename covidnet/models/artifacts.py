@@ -1,4 +1,5 @@
-"""Verified artifacts: every file CovidNet loads weights from (a classifier's checkpoint, a chest X-ray gate, the
+"""Verified artifacts: every file CovidNet saves weights to is written atomically (``save_tensors``), and every file
+it loads weights from (a classifier's checkpoint, a chest X-ray gate, the
 lung segmenter) is named by a record holding its sha256 (and size, where recorded). ``Artifact.load_tensors``
 checks the file against them before a ``weights_only`` load, with one error text for every kind of file, in the
 spirit of torchvision's ``Weights``. ``LoadCache`` is the one cache policy: an object built from files is kept
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,23 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_tensors(state: Any, path: Path) -> str:
+    """Write ``state`` (tensors and plain data) to ``path`` atomically and return the file's sha256: it goes to a
+    temporary file in the same folder first and replaces ``path`` only once whole, so a crash while saving leaves
+    the previous file as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as f:
+            torch.save(state, f)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return sha256_of(path)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from covidnet.errors import CheckpointError
-from covidnet.models.artifacts import Artifact, sha256_of
+from covidnet.models.artifacts import Artifact, save_tensors
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.models.registry import backbones, build_model, get_spec
 
@@ -56,12 +56,12 @@ def save_checkpoint(
         k: (v.detach().to(storage) if v.is_floating_point() else v.detach()).contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    torch.save(state, pt_path)
+    sha256 = save_tensors(state, pt_path)
     meta = CheckpointMetadata(
         backbone=backbone,
         architecture=get_spec(backbone).builder,
         input_size=input_size,
-        sha256=sha256_of(pt_path),
+        sha256=sha256,
         size_bytes=pt_path.stat().st_size,
         parameters=count_parameters(model),
         dtype=dtype,

@@ -25,7 +25,7 @@ import torchvision
 from torch import nn
 
 from covidnet.errors import CovidNetError
-from covidnet.models.artifacts import sha256_of
+from covidnet.models.artifacts import save_tensors, sha256_of
 from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD, CheckpointMetadata, Pretrained
 from covidnet.models.tflite_import import (
     IMAGENET_OUTPUTS,
@@ -109,11 +109,8 @@ def converted_state(source: Path) -> tuple[dict[str, torch.Tensor], Pretrained]:
         state = torch.load(converted, map_location="cpu", weights_only=True)
     else:
         state = _trainable(convert_mobilenet_v2(source), source.parent / "test_images")
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = converted.with_suffix(".partial")
-        torch.save(state, partial)
-        partial.replace(converted)  # atomic: a half-written cache file is never read
-        sidecar.write_text(json.dumps({"source": source.name, "source_sha256": digest, "sha256": sha256_of(converted)}))
+        written = save_tensors(state, converted)  # atomic: a half-written cache file is never read
+        sidecar.write_text(json.dumps({"source": source.name, "source_sha256": digest, "sha256": written}))
     converted_sha256 = json.loads(sidecar.read_text())["sha256"]
     return state, Pretrained("tflite", source.name, digest, converted_sha256=converted_sha256)
 

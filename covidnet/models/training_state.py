@@ -2,43 +2,34 @@
 atomically after each epoch and restored so that a resumed run continues exactly where the last one stopped.
 
 A state is one dict: the loop's own entries (epoch, best so far, history, …) next to ``"model"``, ``"optimizer"``
-and ``"rng"`` (torch's global, the loop's shuffling generator and Python's ``random``). It is written to a
-temporary file in the same folder and moved over the old one with ``os.replace``, so a crash while saving leaves
-the previous state whole; it is read back with ``weights_only=True``.
+and ``"rng"`` (torch's global, the loop's shuffling generator and Python's ``random``). It is written atomically
+(``artifacts.save_tensors``: a temporary file in the same folder, then ``os.replace``), so a crash while saving
+leaves the previous state whole; it is read back with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from covidnet.models.artifacts import save_tensors
+
 
 def save_training_state(
     path: Path, entries: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, rng: torch.Generator
 ) -> None:
     """Write ``entries`` with the model's, the optimizer's and the random states to ``path``, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         **entries,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "shuffle": rng.get_state(), "python": random.getstate()},
     }
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as f:
-            torch.save(state, f)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    save_tensors(state, path)
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
