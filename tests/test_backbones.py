@@ -9,7 +9,8 @@ from torch import nn
 import covidnet
 from covidnet.classes import CLASSES
 from covidnet.io.samples import samples
-from covidnet.models.checkpoints import save_checkpoint, sha256_of
+from covidnet.models.artifacts import sha256_of
+from covidnet.models.checkpoints import save_checkpoint
 from covidnet.models.metadata import Pretrained
 from covidnet.models.pretrained import imagenet_start
 from covidnet.models.registry import (

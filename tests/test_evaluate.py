@@ -15,7 +15,8 @@ from covidnet.assessment.evaluate import record_in_metadata
 from covidnet.assessment.report_files import read_report
 from covidnet.assessment.thresholds import uncertain_below, uncertainty_threshold
 from covidnet.cli import main
-from covidnet.models.checkpoints import checkpoint_paths, sha256_of, verify_checkpoint
+from covidnet.models.artifacts import sha256_of
+from covidnet.models.checkpoints import checkpoint_paths, verify_checkpoint
 from covidnet.models.metadata import read_checkpoint_metadata
 
 

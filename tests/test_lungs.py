@@ -20,7 +20,7 @@ from covidnet.lungs import LungMask, load_segmenter, segment_lungs
 from covidnet.lungs.checkpoint import load_lungs_checkpoint, lungs_paths, verify_lungs_checkpoint
 from covidnet.lungs.data import read_lung_records, read_mask
 from covidnet.lungs.model import SOURCE_CONVENTION
-from covidnet.models.checkpoints import sha256_of
+from covidnet.models.artifacts import sha256_of
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 LUNG_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lungs"

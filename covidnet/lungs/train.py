@@ -39,7 +39,8 @@ from covidnet.lungs.data import (
 from covidnet.lungs.measure import evaluate_segmenter, measure_latency, validation_dice
 from covidnet.lungs.model import CONVENTIONS, SOURCE_CONVENTION, LungUNet
 from covidnet.lungs.segment import PLAUSIBLE_QUALITY, LungSegmenter
-from covidnet.models.checkpoints import default_weights_dir, sha256_of
+from covidnet.models.artifacts import sha256_of
+from covidnet.models.checkpoints import default_weights_dir
 from covidnet.models.training_state import load_training_state, restore_training_state, save_training_state
 from covidnet.provenance import git_commit, seed_everything
 
