@@ -8,12 +8,12 @@ import torch
 import covidnet
 from covidnet.classes import CLASSES
 from covidnet.lungs.checkpoint import lungs_paths
+from covidnet.models.artifacts import sha256_of
 from covidnet.models.checkpoints import (
     checkpoint_paths,
     count_parameters,
     load_checkpoint,
     save_checkpoint,
-    sha256_of,
     verify_checkpoint,
 )
 from covidnet.models.metadata import read_checkpoint_metadata
