@@ -133,3 +133,15 @@ def test_no_module_but_the_task_record_spells_a_class_name():
         if isinstance(node, ast.Constant) and node.value in covidnet.TASK.classes
     ]
     assert len(files) > 50 and spelled == []
+
+
+def test_an_ensemble_refuses_backbones_trained_on_different_classes(weights_dir, real_scans):
+    task = dataclasses.replace(covidnet.TASK, classes=("covid", "normal", "pneumonia", "tuberculosis"))
+    torch.manual_seed(0)
+    model = registry.build_model("resnet18", num_classes=len(task.classes))
+    four = Predictor(
+        Classifier(Network.own(model), CheckpointMetadata("resnet18", "resnet18", 128, "", 0, 0, task=task))
+    )
+    three = covidnet.load("resnet18", weights_dir=weights_dir)
+    with pytest.raises(covidnet.CovidNetError, match="same classes"):
+        covidnet.ensemble([four.analyze(real_scans[0], cam=None), three.analyze(real_scans[0], cam=None)])

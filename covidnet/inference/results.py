@@ -111,6 +111,10 @@ def ensemble(analyses: Sequence[Analysis]) -> Ensemble:
     """The ensemble of several backbones' analyses of the same scan."""
     if not analyses:
         raise CovidNetError("An ensemble needs at least one analysis.")
+    if len({tuple(a.probabilities) for a in analyses}) > 1:
+        raise CovidNetError(
+            "An ensemble needs backbones trained on the same classes; these were trained on different ones."
+        )
     return Ensemble({a.backbone: a for a in analyses})
 
 
