@@ -1,0 +1,34 @@
+"""The shipping rule's script (docs/experiments/shipping_rule.py) on the committed reports and on made-up figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = ROOT / "docs" / "experiments" / "unseen_rounds"
+_spec = importlib.util.spec_from_file_location("shipping_rule", ROOT / "docs" / "experiments" / "shipping_rule.py")
+rule = sys.modules["shipping_rule"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
+_spec.loader.exec_module(rule)
+
+
+def test_the_rule_reads_the_committed_reports_and_refuses_a_model_worse_on_unseen_sources():
+    incumbent = rule.measure("resnet18", ROOT / "weights", ROUNDS / "loso_r18old")
+    candidate = rule.measure("mobilenet_v2", ROOT / "weights", ROUNDS / "loso_tl")
+    assert incumbent.films == candidate.films == 484 + 669 + 974  # ieee8023, and every NIH and RSNA pool film
+    assert candidate.pneumonia_found["rsna-lung-opacity"] > incumbent.pneumonia_found["rsna-lung-opacity"]
+    ships, reasons = rule.verdict(incumbent, candidate)
+    assert not ships and "worse on c" in reasons[1]
+
+
+def test_better_on_two_and_worse_on_none_ships_and_the_floor_holds():
+    base = rule.Measured(
+        "m", 0.95, {"nih": 0.5, "rsna": 0.5}, {"eurorad": 0.7, "radiopaedia": 0.7}, 0.9, 0.05, 0.5, 100
+    )
+    better = dataclasses.replace(base, pneumonia_found={"nih": 0.6, "rsna": 0.6}, wrong_not_flagged=0.04)
+    assert rule.verdict(base, better)[0]
+    assert not rule.verdict(base, dataclasses.replace(better, within_archive={"eurorad": 0.6, "radiopaedia": 0.7}))[0]
+    assert not rule.verdict(base, dataclasses.replace(better, internal_macro_auc=0.91))[0]
+    assert not rule.verdict(base, dataclasses.replace(base, wrong_not_flagged=0.04))[0]  # better on one only
