@@ -13,6 +13,7 @@ from PIL import Image
 
 from covidnet.data.records import Record
 from covidnet.data.sources import MIN_GROUP, hold_out, sample_weights, source_index
+from covidnet.errors import CheckpointError
 from covidnet.io.preprocessing import build_transform, same_preprocessing
 from covidnet.models.metadata import CheckpointMetadata
 from covidnet.training.adversary import HeadInput, SourceAdversary, ramp, reverse_gradient
@@ -115,7 +116,7 @@ def test_histogram_equalisation_is_a_recorded_step_that_removes_a_source_look():
     assert not torch.allclose(plain(dull), plain(crisp), atol=0.5)
     assert torch.allclose(equalised(dull), equalised(crisp), atol=0.25)  # same ranks → nearly the same input
     assert not same_preprocessing(meta("none"), meta("equalize"))
-    with pytest.raises(ValueError, match="unsupported intensity step"):
+    with pytest.raises(CheckpointError, match="asks for intensity step"):
         build_transform(meta("clahe-ish"))
 
 
