@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from covidnet.cli.common import EXIT_OK, command_line
 from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
@@ -13,6 +14,9 @@ from covidnet.io.preprocessing import INTENSITY_STEPS
 from covidnet.models.checkpoints import default_weights_dir
 from covidnet.models.registry import backbones
 from covidnet.training.augmentation import AUGMENTATIONS
+
+if TYPE_CHECKING:
+    from covidnet.assessment.leave_one_out_report import HeldOutSource
 
 LEAVE_ONE_OUT_FOLDER = Path("runs/leave_one_out")
 
@@ -96,10 +100,18 @@ def run_leave_one_out(args: argparse.Namespace) -> int:
     template = training_config(args, out=args.folder)
     report = leave_one_source_out(template, args.folder, sources=args.sources, command=command_line())
     write_leave_one_out_report(report, args.out)
-    for source, r in report.sources.items():
-        auc = "–" if r.left_out.macro_auc is None else f"{r.left_out.macro_auc:.3f}"  # one label: no AUC
-        found = ", ".join(f"{name} {value:.2f}" for name, value in r.left_out.sensitivity.items() if value is not None)
-        print(f"{source:<24} left out: macro AUC {auc} (n={r.left_out.n}; found: {found}); "
-              f"internal test without it {r.internal_test_macro_auc:.3f}")  # fmt: skip
+    for source, held_out in report.sources.items():
+        print(round_line(source, held_out))
     print(f"report: {args.out}")
     return EXIT_OK
+
+
+def round_line(source: str, held_out: HeldOutSource) -> str:
+    """One round's figures in a line; a source with one label has no AUC, only what was found of it."""
+    left_out = held_out.left_out
+    auc = "–" if left_out.macro_auc is None else f"{left_out.macro_auc:.3f}"
+    found = ", ".join(f"{name} {value:.2f}" for name, value in left_out.sensitivity.items() if value is not None)
+    return (
+        f"{source:<24} left out: macro AUC {auc} (n={left_out.n}; found: {found}); "
+        f"internal test without it {held_out.internal_test_macro_auc:.3f}"
+    )
