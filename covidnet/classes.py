@@ -51,7 +51,6 @@ class Task:
 
 TASK = Task()
 CLASSES: tuple[str, ...] = TASK.classes
-DISPLAY_NAMES: dict[str, str] = TASK.display_names
 
 
 def display_name(label: str) -> str:

@@ -115,7 +115,3 @@ class LoadCache(Generic[T]):
                     return built
                 self._items[key] = (stamp, built)
             return self._items[key][1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
