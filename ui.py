@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 import covidnet
+from covidnet.assessment.check_tables import heatmap_in_lungs
+from covidnet.assessment.report_files import find_familiarity_report, read_reports
+from covidnet.inference.drawing import colour_scale
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
 from covidnet.models import pretrained
-from covidnet.models.checkpoints import verify_checkpoint
+from covidnet.models.checkpoints import default_weights_dir, verify_checkpoint
+from covidnet.models.metadata import Thresholds
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
 
@@ -136,6 +141,68 @@ def lung_share(result: Analysis) -> None:
     for warning in result.warnings:
         if warning.code == WarningCode.HEATMAP_OUTSIDE_LUNGS:
             st.warning(warning.message)
+
+
+def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None:
+    """An expander that says in plain words what the heatmap, its colours, the lung share, "uncertain" and the
+    unfamiliar-film note mean, with the figures measured behind each (from the metadata and the reports)."""
+    reports_dir = default_weights_dir() / "reports"
+    name, target, t = result.backbone, covidnet.display_name(result.target), meta.thresholds
+    with st.expander("What these signs mean"):
+        st.markdown(
+            f"**The heatmap** ({result.cam}) shows where on the film the evidence for **{target}** lay, as this "
+            f"model ({name}) weighed it: the regions that raised its {target} score most. It shows what the model "
+            "looked at, not where a disease is."
+        )
+        st.image(colour_scale(320, 14), caption="Colour scale: blue = little evidence, red = the most", width=320)
+        medians = {title: per[name].median for title, per in heatmap_in_lungs(read_reports(reports_dir)).items()}
+        typical = ", ".join(f"{share:.0%} on the {title.lower()}" for title, share in medians.items() if share)
+        cut = (
+            f"The warning appears below {t.heatmap_in_lungs_below:.0%}, the worst {t.heatmap_in_lungs_quantile:.0%} "
+            f"of validation films ({t.heatmap_in_lungs_chosen_on})."
+            if t.heatmap_in_lungs_below is not None and t.heatmap_in_lungs_quantile is not None
+            else "No cut has been set for these weights, so no lung-share warning is given."
+        )
+        st.markdown(
+            "**The lung share** is the part of the heatmap that lies inside the lungs the lung segmenter found (the "
+            f"green outline). Evidence outside the lungs (markers, text, the body's outline) is a sign of a shortcut. "
+            f"{f'Its median share was {typical}. ' if typical else ''}{cut}"
+        )
+        st.markdown(f"**Uncertain** means {_uncertain_basis(result, t)}.")
+        st.markdown(f"**The unfamiliar-film note**: {_familiarity_basis(name, meta, reports_dir)}")
+
+
+def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
+    if result.uncertain_below is None or t.uncertain_target_accuracy is None:
+        return "that no class has a majority (no validation threshold is recorded for these weights)"
+    return (
+        f"that the most likely class has less than {result.uncertainty_threshold:.0%}: answers at or above that were "
+        f"at least {t.uncertain_target_accuracy:.0%} accurate on the {t.uncertain_chosen_on}, answers below it less"
+    )
+
+
+def _familiarity_basis(name: str, meta: covidnet.CheckpointMetadata, reports_dir: Path) -> str:
+    report = find_familiarity_report(reports_dir)
+    measured = None if report is None else report.backbones.get(name)
+    if meta.familiarity is None or measured is None or measured.familiarity_sha256 != meta.familiarity.sha256:
+        return "it has not been fitted and measured for these weights, so it is never shown."
+    auroc = measured.wrong_auroc_unseen["value"]
+    figures = (
+        f"On {measured.n_unseen} {report.unseen}, the distance ranked a wrong answer above a right one "
+        f"{'n/a' if auroc is None else f'{auroc:.0%}'} of the time (50% = chance); answers on the "
+        f"{measured.n_above_unseen} films above the threshold were wrong {_share(measured.error_above_unseen)} of the "
+        f"time, the others {_share(measured.error_below_unseen)}."
+    )
+    if not measured.shown:
+        return f"this model's unfamiliarity measure carries too little information, so the note is not shown. {figures}"
+    return (
+        "it appears when a film's features lie further from those of the films CovidNet learned from than on "
+        f"{meta.familiarity.quantile:.0%} of validation films. {figures}"
+    )
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
 
 
 def table_row(result: Analysis) -> dict:

@@ -13,8 +13,9 @@ class WarningCode(StrEnum):
     NOT_CHEST_XRAY = "not_chest_xray"  # the chest X-ray gate: the probabilities mean nothing for this image
     LATERAL_VIEW = "lateral_view"  # a side view: the models know frontal views only, so the probabilities mean nothing
     FIRST_FRAME = "first_frame"  # a multi-frame file: only its first frame was analysed
-    HEATMAP_OUTSIDE_LUNGS = "heatmap_outside_lungs"  # less than half of the heatmap's mass lies inside the lungs
+    HEATMAP_OUTSIDE_LUNGS = "heatmap_outside_lungs"  # the heatmap's share in the lungs is in validation's worst tail
     NOT_CROPPED = "not_cropped"  # a lung-crop model got the whole image, because no plausible lungs were found
+    UNFAMILIAR_FILM = "unfamiliar_film"  # far from the training films, where answers were measured more often wrong
 
 
 # The warnings that make an analysis's probabilities meaningless (the gate's verdicts).

@@ -71,6 +71,7 @@ figure.update_layout(
 )
 st.plotly_chart(figure, width="stretch")
 st.caption(f"Computed in {result.seconds:.2f} s. Temperature {meta.temperature:.2f} (fitted on validation).")
+ui.signs_explained(result, meta)
 
 if scan.dicom_tags:
     st.markdown("**DICOM tags for reading** (patient data is never shown)")

@@ -18,7 +18,6 @@ from covidnet.assessment.check_tables import (
 from covidnet.assessment.metrics import CONFIDENCE
 from covidnet.assessment.report_files import find_gate_report, read_reports
 from covidnet.assessment.tables import REPORT_TITLES, results_table, shown
-from covidnet.inference.analysis import IN_LUNGS_ALARM
 from covidnet.models.checkpoints import default_weights_dir
 
 st.title("Model card")
@@ -99,8 +98,8 @@ in_lungs = heatmap_in_lungs(reports)
 if any(in_lungs.values()):
     st.markdown(
         "The share of each Grad-CAM heatmap's mass inside the lungs the lung segmenter found, per backbone: the "
-        "median over each test set's scans with plausible lungs. Below "
-        f"{IN_LUNGS_ALARM:.0%}, the app warns that most of what drove a prediction lies outside the lungs. The "
+        "median over each test set's scans with plausible lungs. The app warns on a scan whose share falls in the "
+        "worst tail of validation films (the cut each model's metadata records; see the Analyse page). The "
         "dotted line is the lungs' median share of the image, what a heatmap spread evenly would score."
     )
     chart = go.Figure()
@@ -109,7 +108,6 @@ if any(in_lungs.values()):
     areas = [g.lung_area_median for per_model in in_lungs.values() for g in per_model.values() if g.lung_area_median]
     if areas:
         chart.add_hline(y=float(sorted(areas)[len(areas) // 2]), line_dash="dot", line_color="grey")
-    chart.add_hline(y=IN_LUNGS_ALARM, line_dash="dash", line_color="red")
     chart.update_layout(
         barmode="group", yaxis={"range": [0, 1], "tickformat": ".0%", "title": "median share in the lungs"}, height=360
     )

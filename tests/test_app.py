@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from conftest import SHIPPED
 from streamlit.testing.v1 import AppTest
 
 import covidnet
 from covidnet.assessment.metrics import summarise
+from covidnet.assessment.report_files import find_familiarity_report
 from covidnet.assessment.report_schema import SCHEMA_VERSION
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -78,7 +80,7 @@ def test_analyse_shows_probabilities_and_heatmap_for_an_upload(with_weights, rea
     at = upload(page(PAGES[0]), (real_scans[0].name, real_scans[0].read_bytes()))
     shown = texts(at)
     assert any(covidnet.display_name(c) in shown for c in covidnet.CLASSES)
-    assert len(at.get("image")) == 2 and len(at.get("plotly_chart")) == 1
+    assert len(at.get("image")) == 3 and len(at.get("plotly_chart")) == 1  # the scan, the heatmap, its colour scale
     assert len(at.get("download_button")) == 2
     assert at.sidebar.selectbox[0].value == covidnet.default_backbone(covidnet.backbones())
     at.sidebar.selectbox[0].set_value("densenet121").run()
@@ -87,6 +89,25 @@ def test_analyse_shows_probabilities_and_heatmap_for_an_upload(with_weights, rea
     assert not at.exception
     assert at.get("image")[1].captions == ["layercam for Pneumonia (densenet121)"]
     assert re.search(r"\d+% of the heatmap is inside the lungs", texts(at))
+
+
+def test_analyse_explains_its_signs_with_the_figures_measured_for_the_shipped_weights(monkeypatch, real_scans):
+    monkeypatch.setenv("COVIDNET_WEIGHTS", str(SHIPPED))
+    at = page(PAGES[0])
+    at.sidebar.selectbox[0].set_value("resnet18").run()
+    at = upload(at, (real_scans[2].name, real_scans[2].read_bytes()))
+    expander = next(e for e in at.expander if e.label == "What these signs mean")
+    text = "\n".join(m.value for m in expander.markdown)
+    meta = covidnet.load("resnet18", weights_dir=SHIPPED).meta
+    t, measured = meta.thresholds, find_familiarity_report(SHIPPED / "reports").backbones["resnet18"]
+    assert any(f"the evidence for **{covidnet.display_name(c)}**" in text for c in covidnet.CLASSES)
+    cut, tail = t.heatmap_in_lungs_below, t.heatmap_in_lungs_quantile
+    assert f"below {cut:.0%}, the worst {tail:.0%} of validation films" in text
+    assert f"less than {t.uncertain_below:.0%}" in text
+    assert f"at least {t.uncertain_target_accuracy:.0%} accurate" in text
+    assert f"a right one {measured.wrong_auroc_unseen['value']:.0%} of the time" in text
+    assert ("so the note is not shown" in text) == (not measured.shown)
+    assert expander.get("image")[0].captions == ["Colour scale: blue = little evidence, red = the most"]
 
 
 def test_the_lung_outline_can_be_switched_off(with_weights, real_scans):

@@ -80,14 +80,14 @@ def test_predict_all_backbones_prints_one_json_row_per_scan_and_backbone(weights
     assert [r["backbone"] for r in rows] == covidnet.backbones()
     for row in rows:
         assert list(row) == [
-            "scan", "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "lungs", "warnings",
-            "heatmap",
+            "scan", "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "unfamiliarity",
+            "lungs", "warnings", "heatmap",
         ]  # fmt: skip
         assert row["lungs"]["plausible"] and row["heatmap_in_lungs"] is None  # no heatmap without --heatmaps
         assert set(row["probabilities"]) == set(covidnet.CLASSES)
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)
-        assert row["heatmap"] is None and row["warnings"] == []
+        assert row["heatmap"] is None and row["warnings"] == [] and row["unfamiliarity"] is None  # none fitted
 
 
 def test_a_folder_with_a_broken_file_gives_one_error_row_and_exit_1(weights_dir, scan_dir, tmp_path):

@@ -244,7 +244,7 @@ def test_an_analysis_serialises_once_for_every_consumer(weights_dir, scans):
     result = covidnet.load("resnet18", weights_dir=weights_dir).analyze(scans[0], cam=None)
     record = result.to_dict()
     assert set(record) == {
-        "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "lungs", "warnings"
+        "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "unfamiliarity", "lungs", "warnings"
     }  # fmt: skip
     assert record["uncertain"] == (max(result.probabilities.values()) < result.uncertainty_threshold)
     assert json.loads(json.dumps(record)) == record

@@ -4,10 +4,13 @@ the gate's corpus and lung check), each empty or a placeholder when its report i
 from __future__ import annotations
 
 from covidnet.assessment.evaluation_report import EvaluationReport
+from covidnet.assessment.familiarity_report import FamiliarityReport
 from covidnet.assessment.gate_report import GateReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
+from covidnet.assessment.metrics import CONFIDENCE
 from covidnet.assessment.tables import leave_one_out_table, source_table, within_archive_counts
 from covidnet.classes import display_name
+from covidnet.models.metadata import CheckpointMetadata
 
 FEW_IMAGES = 30  # a class with fewer images than this in a data set has very uncertain metrics there
 
@@ -120,3 +123,62 @@ def most_flagged(reports: dict[str, EvaluationReport]) -> str:
         f" {name} images are flagged more often than the others: a flagged scan is not evidence against {name}, and "
         'the app offers its probabilities behind a "show anyway" choice.'
     )
+
+
+def lung_share_cuts(metas: list[CheckpointMetadata]) -> str:
+    """When the app warns that a heatmap lies outside the lungs: each model's cut, as its metadata records it."""
+    cuts = [(m.backbone, m.thresholds) for m in metas if m.thresholds.heatmap_in_lungs_below is not None]
+    if not cuts:
+        return "The app gives no lung-share warning until `covidnet fit-familiarity` has set its cut."
+    listed = ", ".join(f"{name} {t.heatmap_in_lungs_below:.0%}" for name, t in cuts)
+    t = cuts[0][1]
+    return (
+        f"The app warns when a heatmap's share inside the lungs falls in the worst {t.heatmap_in_lungs_quantile:.0%} "
+        f"of validation films ({t.heatmap_in_lungs_chosen_on}; `covidnet fit-familiarity`): below {listed}."
+    )
+
+
+def familiarity_section(report: FamiliarityReport | None) -> str:
+    """The unfamiliar-film signal as ``covidnet familiarity-report`` measured it, and whether the app shows it."""
+    if report is None:
+        return ""
+    rows = [
+        "| model | threshold (val. quantile) | unseen vs internal AUROC | wrong-answer AUROC, unseen | wrong-answer "
+        "AUROC, internal | unseen films above threshold | error above / below, unseen | internal films above "
+        "| error above / below, internal | note shown |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report.backbones.items():
+        rows.append(
+            f"| {name} | {r.threshold:.1f} ({r.quantile:.0%}) | {_auroc(r.unseen_vs_internal_auroc)} | "
+            f"{_auroc(r.wrong_auroc_unseen)} | {_auroc(r.wrong_auroc_internal)} | {r.n_above_unseen} of {r.n_unseen} | "
+            f"{_share(r.error_above_unseen)} / {_share(r.error_below_unseen)} | {r.share_above_internal:.0%} of "
+            f"{r.n_internal} | {_share(r.error_above_internal)} / {_share(r.error_below_internal)} | "
+            f"{'yes' if r.shown else 'no'} |"
+        )
+    hidden = [name for name, r in report.backbones.items() if not r.shown]
+    why = (
+        f" For {', '.join(hidden)} the measurement found too little information, so the app does not show the note."
+        if hidden
+        else ""
+    )
+    return f"""
+## Unfamiliar films
+How far a film's penultimate features lie from those of the training films (the Mahalanobis distance, fitted on
+training films by `covidnet fit-familiarity`; a film is *unfamiliar* above the validation films' quantile named in
+the table). Measured by `covidnet familiarity-report` on the {report.unseen} against the {report.internal}
+(AUROCs with {CONFIDENCE:.0%} bootstrap intervals): does the distance tell the unseen source apart, does it predict
+a wrong answer, and how often answers above and below the threshold are wrong. Rule: {report.rule}.{why}
+
+{chr(10).join(rows)}
+"""
+
+
+def _auroc(metric: dict) -> str:
+    if metric["value"] is None:
+        return "n/a"
+    return f"{metric['value']:.2f} ({metric['low']:.2f}–{metric['high']:.2f})"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from covidnet.assessment.evaluation_report import EvaluationReport, HeatmapInLungs
 from covidnet.assessment.gate_report import GateReport
-from covidnet.assessment.shortcuts import SALIENCY_MAX_SPEARMAN, SHORTCUT_MARGIN
+from covidnet.assessment.shortcuts import HALF, SALIENCY_MAX_SPEARMAN, SHORTCUT_MARGIN
 from covidnet.assessment.tables import REPORT_TITLES, shown
 from covidnet.classes import CLASSES
-from covidnet.inference.analysis import IN_LUNGS_ALARM
 
 
 def shortcut_table(reports: dict[str, EvaluationReport]) -> str:
@@ -51,7 +50,7 @@ def heatmap_in_lungs_table(reports: dict[str, EvaluationReport]) -> str:
     """Median share of each Grad-CAM heatmap's mass inside the lungs, and the share of heatmaps with more than half
     of it there, per data set, backbone and true class."""
     classes = list(CLASSES)
-    above = f"median (share > {IN_LUNGS_ALARM:.0%})"
+    above = f"median (share > {HALF:.0%})"
     lines = [
         f"| data | model | n | all: {above} | "
         + " | ".join(f"{c}: {above}" for c in classes)
@@ -93,7 +92,7 @@ def shortcut_findings(reports: dict[str, EvaluationReport]) -> list[str]:
                     "source-specific image traits): part of its accuracy is a shortcut, not lung disease."
                 )
             inside = s.heatmap_in_lungs["all"]
-            if inside.median is not None and inside.median < IN_LUNGS_ALARM:
+            if inside.median is not None and inside.median < HALF:
                 findings.append(
                     f"**{model}, {title}: the median heatmap has only {inside.median:.0%} of its mass inside the "
                     f"lungs**, and {1 - inside.share_above_half:.0%} of its heatmaps have most of it outside them: "

@@ -58,7 +58,7 @@ from covidnet.inference.results import average_probabilities
 from covidnet.io.reading import Scan, read_scan
 from covidnet.lungs.segment import LungMask
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir
-from covidnet.models.metadata import Thresholds, read_checkpoint_metadata, write_checkpoint_metadata
+from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
 
 SALIENCY_SCANS = 12
 HEATMAP_SCANS = 500  # heatmap-in-lungs is measured on at most this many scans, evenly spread over the list
@@ -145,7 +145,12 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
         }
         meta = replace(meta, metrics={**meta.metrics, name: entry})
         if name == VALIDATION:
-            chosen = Thresholds(uncertainty_threshold(m.selective), TARGET_ACCURACY, "validation split")
+            chosen = replace(
+                meta.thresholds,
+                uncertain_below=uncertainty_threshold(m.selective),
+                uncertain_target_accuracy=TARGET_ACCURACY,
+                uncertain_chosen_on="validation split",
+            )
             meta = replace(meta, thresholds=chosen)
         write_checkpoint_metadata(meta, meta_path)
         recorded.append(backbone)

@@ -160,6 +160,11 @@ def sensitivity_at_specificity(scores: np.ndarray, positive: np.ndarray, specifi
     return float(tpr[fpr <= 1.0 - specificity].max())
 
 
+def auc_interval(scores: np.ndarray, positive: np.ndarray, *, seed: int = 0) -> dict:
+    """The AUC of ``scores`` for telling ``positive`` from the rest, with its bootstrap interval."""
+    return _interval(_auc, scores, positive, _resamples(len(scores), seed))
+
+
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
     if positive.all() or not positive.any():
         return float("nan")

@@ -22,10 +22,12 @@ from covidnet.assessment.card_data import (
 )
 from covidnet.assessment.card_sections import (
     by_source_section,
+    familiarity_section,
     few_external_images,
     gate_corpus,
     leave_one_out_section,
     lung_check_sentence,
+    lung_share_cuts,
     most_flagged,
     within_archive_note,
 )
@@ -37,16 +39,21 @@ from covidnet.assessment.check_tables import (
     shortcut_table,
 )
 from covidnet.assessment.evaluation_report import EvaluationReport
+from covidnet.assessment.familiarity_report import FamiliarityReport
 from covidnet.assessment.gate_report import GateReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
 from covidnet.assessment.metrics import BOOTSTRAP_ROUNDS, CONFIDENCE
-from covidnet.assessment.report_files import find_gate_report, find_leave_one_out_report, read_reports
-from covidnet.assessment.shortcuts import PROBE_FOLDS, SALIENCY_MAX_SPEARMAN, TOP_BAND
+from covidnet.assessment.report_files import (
+    find_familiarity_report,
+    find_gate_report,
+    find_leave_one_out_report,
+    read_reports,
+)
+from covidnet.assessment.shortcuts import HALF, PROBE_FOLDS, SALIENCY_MAX_SPEARMAN, TOP_BAND
 from covidnet.assessment.tables import data_tables, model_table, results_table, shown
 from covidnet.classes import CLASSES, display_name
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import NEAR_DUPLICATE_BITS, read_split_file
-from covidnet.inference.analysis import IN_LUNGS_ALARM
 from covidnet.inference.feature_gate import GATE_QUANTILE
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import CheckpointMetadata, read_checkpoint_metadata
@@ -65,7 +72,8 @@ def write_model_card(
     paths = sorted(checkpoint_paths(name, weights_dir)[1] for name in backbones())  # not other models' metadata
     metas = [read_checkpoint_metadata(p) for p in paths if p.exists()]
     leave_one_out = find_leave_one_out_report(reports_dir)
-    markdown = render(reports, metas, metadata_csv, split_file, gate_report, leave_one_out)
+    familiarity = find_familiarity_report(reports_dir)
+    markdown = render(reports, metas, metadata_csv, split_file, gate_report, leave_one_out, familiarity)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     if readme is not None:
@@ -88,6 +96,7 @@ def render(
     split_file: Path,
     gate_report: GateReport | None,
     leave_one_out: LeaveOneOutReport | None = None,
+    familiarity: FamiliarityReport | None = None,
 ) -> str:
     """The whole model card in Markdown."""
     records = read_metadata(metadata_csv)
@@ -160,9 +169,9 @@ layers after it would leave the explained activations themselves trained.
 ### Heatmaps against the lungs
 The share of each Grad-CAM heatmap's mass (for the predicted class) that lies inside the lungs found by the
 lung segmenter (`weights/lungs.pt`), on the scans where it found plausible lungs: the median, and in brackets the
-share of scans with more than {IN_LUNGS_ALARM:.0%} of the heatmap inside the lungs. Saliency outside the lungs is the
-signature of shortcut learning (DeGrave et al. 2021); the app warns when less than {IN_LUNGS_ALARM:.0%} of a heatmap
-lies inside the lungs. The last column is the median share of the image the lungs cover: a heatmap spread evenly over
+share of scans with more than {HALF:.0%} of the heatmap inside the lungs. Saliency outside the lungs is the
+signature of shortcut learning (DeGrave et al. 2021). {lung_share_cuts(metas)}
+The last column is the median share of the image the lungs cover: a heatmap spread evenly over
 the image would score about that.
 
 {heatmap_in_lungs_table(reports)}
@@ -189,7 +198,7 @@ Real chest X-rays flagged, by data source and by true class (a group flagged mor
 training images to the backbone's early stages; the external source was never trained on).{most_flagged(reports)}
 
 {gate_breakdown_table(reports)}
-
+{familiarity_section(familiarity)}
 ## Known failure modes and confounds
 {chr(10).join("- " + f for f in failure_modes if f)}
 """

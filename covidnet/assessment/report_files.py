@@ -1,5 +1,6 @@
 """The one place where report files are written (``write_report``, ``write_gate_report``,
-``write_leave_one_out_report``) and read back (``read_report``, ``read_gate_report``, ``read_leave_one_out_report``),
+``write_leave_one_out_report``, ``write_familiarity_report``) and read back (``read_report``, ``read_gate_report``,
+``read_leave_one_out_report``, ``find_familiarity_report``),
 checking their schema version (``covidnet.assessment.report_schema``)."""
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from covidnet.assessment.evaluation_report import EvaluationReport
+from covidnet.assessment.familiarity_report import FamiliarityReport
 from covidnet.assessment.gate_report import GateReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
 from covidnet.assessment.report_schema import (
+    FAMILIARITY_REPORT,
     GATE_REPORT,
     LEAVE_ONE_OUT_REPORT,
     REPORT_NAMES,
@@ -35,6 +38,17 @@ def find_leave_one_out_report(folder: Path) -> LeaveOneOutReport | None:
     """The leave-one-source-out report in ``folder`` (``LEAVE_ONE_OUT_REPORT``), or None if there is none."""
     path = Path(folder) / f"{LEAVE_ONE_OUT_REPORT}.json"
     return read_leave_one_out_report(path) if path.exists() else None
+
+
+def write_familiarity_report(report: FamiliarityReport, path: Path) -> None:
+    """Write the familiarity report to ``path`` as indented JSON."""
+    _write(report.to_dict(), path)
+
+
+def find_familiarity_report(folder: Path) -> FamiliarityReport | None:
+    """The familiarity report in ``folder`` (``FAMILIARITY_REPORT``), or None if there is none."""
+    path = Path(folder) / f"{FAMILIARITY_REPORT}.json"
+    return _read(path, FamiliarityReport.from_dict) if path.exists() else None
 
 
 def write_report(report: EvaluationReport, path: Path) -> None:

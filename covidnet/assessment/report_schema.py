@@ -21,6 +21,7 @@ REPORT_NAMES = {"test": "internal_test", "external": "external", "val": "validat
 VALIDATION = REPORT_NAMES["val"]  # the report the "uncertain" threshold is chosen on
 GATE_REPORT = "gate"  # weights/reports/gate.json
 LEAVE_ONE_OUT_REPORT = "leave_one_source_out"  # weights/reports/leave_one_source_out.json
+FAMILIARITY_REPORT = "familiarity"  # weights/reports/familiarity.json
 
 
 class ReportError(CovidNetError):

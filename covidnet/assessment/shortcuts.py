@@ -36,6 +36,7 @@ SHORTCUT_MARGIN = 0.15
 # ignores what the model learned. Unrelated maps give a rank correlation near 0, the same map 1; below 0.5,
 # less than a quarter of the rank variance is shared (rho² < 0.25).
 SALIENCY_MAX_SPEARMAN = 0.5
+HALF = 0.5  # a heatmap with more than this share of its mass inside the lungs has most of it there
 
 
 def mask_lungs(image: Image.Image, lungs: np.ndarray) -> Image.Image:
@@ -66,7 +67,7 @@ def heatmap_in_lungs_summary(shares: list[float], lung_areas: list[float], label
         return {
             "n": len(indices),
             "median": float(np.median(values)),
-            "share_above_half": float(np.mean(values > 0.5)),
+            "share_above_half": float(np.mean(values > HALF)),
             "lung_area_median": float(np.median([lung_areas[i] for i in indices])),
         }
 

@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from covidnet.classes import display_name
 from covidnet.errors import CovidNetError
 from covidnet.inference.classifier import Prepared
 from covidnet.inference.drawing import mass_inside
 from covidnet.inference.explainer import Explainer, explainer
 from covidnet.inference.results import Analysis
 from covidnet.io.reading import Scan
+from covidnet.models.metadata import FamiliarityRecord, Thresholds
 from covidnet.notices import ScanWarning, WarningCode
 
 if TYPE_CHECKING:
     from covidnet.inference.predictor import Predictor
-
-IN_LUNGS_ALARM = 0.5  # below this share of the heatmap's mass inside the lungs, the analysis warns
 
 
 def analyze_batch(
@@ -51,27 +51,33 @@ def analyze_batch(
         gate.watching(classifier.network) as gate_statistics,
         explain.watch(classifier, batch) if explain is not None else nullcontext() as heatmaps,
     ):
-        logits = classifier.forward(batch).logits
+        logits, features = classifier.forward(batch)
         if heatmaps is not None:
             targets = torch.full((len(scans),), classes.index(target)) if target else logits.argmax(1)
             grids = heatmaps(logits, targets)
     probabilities = classifier.probabilities(logits)
+    familiarity = predictor.familiarity
+    distances = [None] * len(scans) if familiarity is None else familiarity.unfamiliarity(features)
     warnings = gate.check(scans, gate_statistics(batch), [p.lungs for p in prepared])
     seconds = (time.perf_counter() - started) / len(scans)
     analyses = []
-    for scan, ready, probs, grid, flags in zip(scans, prepared, probabilities, grids, warnings, strict=True):
+    meta = classifier.meta
+    rows = zip(scans, prepared, probabilities, grids, warnings, distances, strict=True)
+    for scan, ready, probs, grid, flags, unfamiliarity in rows:
         prediction = max(probs, key=probs.get)
         heatmap = ready.geometry.to_image(grid) if grid is not None else None
         lungs = ready.lungs
         found = lungs is not None and lungs.plausible
         in_lungs = mass_inside(heatmap, lungs.mask) if heatmap is not None and found else None
-        notes = lung_notes(classifier.preprocessing.crops_to_lungs and not found, in_lungs)
+        explained = target or prediction
+        notes = lung_notes(classifier.preprocessing.crops_to_lungs and not found, in_lungs, meta.thresholds, explained)
+        notes += familiarity_notes(unfamiliarity, meta.familiarity)
         analyses.append(
             Analysis(
                 backbone=classifier.backbone,
                 probabilities=probs,
                 prediction=prediction,
-                target=target or prediction,
+                target=explained,
                 heatmap=heatmap,
                 grid=grid,
                 image=scan.image,
@@ -81,14 +87,15 @@ def analyze_batch(
                 uncertain_below=classifier.meta.thresholds.uncertain_below,
                 lungs=lungs,
                 heatmap_in_lungs=in_lungs,
+                unfamiliarity=unfamiliarity,
             )
         )
     return analyses
 
 
-def lung_notes(uncropped: bool, in_lungs: float | None) -> list[ScanWarning]:
-    """The analysis's warnings about the lungs: a lung-crop model fed the whole image (``uncropped``), a heatmap
-    mostly outside the lungs."""
+def lung_notes(uncropped: bool, in_lungs: float | None, thresholds: Thresholds, target: str) -> list[ScanWarning]:
+    """The analysis's warnings about the lungs: a lung-crop model fed the whole image (``uncropped``), and a heatmap
+    of ``target`` with less of it inside the lungs than the cut set on validation films (none without a cut)."""
     notes = []
     if uncropped:
         message = (
@@ -96,10 +103,28 @@ def lung_notes(uncropped: bool, in_lungs: float | None) -> list[ScanWarning]:
             "saw the whole image instead."
         )
         notes.append(ScanWarning(WarningCode.NOT_CROPPED, message))
-    if in_lungs is not None and in_lungs < IN_LUNGS_ALARM:
+    cut, tail = thresholds.heatmap_in_lungs_below, thresholds.heatmap_in_lungs_quantile
+    if in_lungs is not None and cut is not None and tail is not None and in_lungs < cut:
+        name = display_name(target)
         message = (
-            f"Most of what drove this prediction lies outside the lungs: only {in_lungs:.0%} of the heatmap "
-            "is inside them. The model may be reading something else, such as markers, text or the body outline."
+            f"Much of what drove the {name} score lies outside the lungs: only {in_lungs:.0%} of the {name} heatmap "
+            f"is inside them, less than on {1 - tail:.0%} of validation films (cut {cut:.0%}). The model may be "
+            "reading something else, such as markers, text or the body outline."
         )
-        notes.append(ScanWarning(WarningCode.HEATMAP_OUTSIDE_LUNGS, message, {"heatmap_in_lungs": in_lungs}))
+        details = {"heatmap_in_lungs": in_lungs, "cut": cut, "target": target}
+        notes.append(ScanWarning(WarningCode.HEATMAP_OUTSIDE_LUNGS, message, details))
     return notes
+
+
+def familiarity_notes(unfamiliarity: float | None, record: FamiliarityRecord | None) -> list[ScanWarning]:
+    """The unfamiliar-film note: only for a film above the signal's threshold, and only when measuring the signal
+    found that it carries information (``record.shown``)."""
+    if unfamiliarity is None or record is None or not record.shown or unfamiliarity <= 1.0:
+        return []
+    message = "This film looks unlike the films CovidNet learned from; its answer is more likely wrong."
+    if record.error_above is not None and record.error_below is not None:
+        message += (
+            f" On {record.measured_on}, {record.error_above:.0%} of the answers on films this unfamiliar were wrong, "
+            f"against {record.error_below:.0%} on the others."
+        )
+    return [ScanWarning(WarningCode.UNFAMILIAR_FILM, message, {"unfamiliarity": unfamiliarity})]

@@ -29,6 +29,12 @@ def overlay(image: Image.Image, heatmap: np.ndarray, *, opacity: float = 0.4) ->
     return Image.fromarray(np.uint8(255 * drawn / max(float(drawn.max()), 1e-7)))
 
 
+def colour_scale(width: int = 256, height: int = 16) -> Image.Image:
+    """The overlay's colour map as a horizontal bar, low (left) to high (right): the heatmap's legend."""
+    ramp = JET[np.linspace(0, 255, width).round().astype(np.uint8)]
+    return Image.fromarray(np.repeat(ramp[None], height, axis=0))
+
+
 OUTLINE_RGB = (0, 255, 0)
 
 

@@ -18,6 +18,7 @@ from covidnet.errors import CheckpointError, CovidNetError
 from covidnet.inference.analysis import analyze_batch
 from covidnet.inference.classifier import Classifier, Prepared
 from covidnet.inference.explainer import Explainer
+from covidnet.inference.familiarity import Familiarity, load_familiarity
 from covidnet.inference.feature_gate import FeatureGate, StageExtractor, load_gate
 from covidnet.inference.gate import Gate
 from covidnet.inference.network import Network
@@ -47,6 +48,7 @@ class Predictor:
     classifier: Classifier
     gate: Gate = field(default_factory=Gate)
     segmenter: Segmenter | None = None  # None: no lung features (a lung-crop checkpoint needs its segmenter)
+    familiarity: Familiarity | None = None  # the unfamiliar-film signal, when one is fitted for these weights
 
     def __post_init__(self) -> None:
         _check_segmenter(self.classifier.meta, self.segmenter)
@@ -137,6 +139,7 @@ def _check_segmenter(meta: CheckpointMetadata, segmenter: Segmenter | None) -> N
 
 _networks: LoadCache[tuple[Network, CheckpointMetadata]] = LoadCache()
 _gate_files: LoadCache[FeatureGate] = LoadCache()
+_familiarity_files: LoadCache[Familiarity] = LoadCache()
 
 
 def load_classifier(name: str, weights_dir: Path) -> Classifier:
@@ -145,7 +148,8 @@ def load_classifier(name: str, weights_dir: Path) -> Classifier:
 
 
 def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
-    """The predictor of backbone ``name``: its verified checkpoint, its gate and the installed lung segmenter.
+    """The predictor of backbone ``name``: its verified checkpoint, its gate, its unfamiliar-film signal (when
+    fitted) and the installed lung segmenter.
 
     Networks, gate files and the segmenter are loaded once per process and shared (a backbone that borrows another's
     gate shares that backbone's network), and loaded again when their files change. Raises ``CheckpointError`` when
@@ -153,7 +157,8 @@ def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
     """
     folder = Path(weights_dir or default_weights_dir()).resolve()
     classifier = load_classifier(name, folder)
-    return Predictor(classifier, _gate(classifier.meta, folder), installed_segmenter(folder))
+    meta = classifier.meta
+    return Predictor(classifier, _gate(meta, folder), installed_segmenter(folder), _familiarity(meta, folder))
 
 
 def _network(name: str, folder: Path) -> tuple[Network, CheckpointMetadata]:
@@ -175,3 +180,11 @@ def _gate(meta: CheckpointMetadata, folder: Path) -> Gate:
     path, sha256 = folder / meta.gate.file, meta.gate.sha256
     features = _gate_files.get((path, sha256), [path], lambda: load_gate(path, sha256))
     return Gate(features, StageExtractor(network, get_spec(keeper).gate_layers, keeper))
+
+
+def _familiarity(meta: CheckpointMetadata, folder: Path) -> Familiarity | None:
+    """The unfamiliar-film signal ``meta`` records, verified (None when none is recorded)."""
+    if meta.familiarity is None:
+        return None
+    path, sha256 = folder / meta.familiarity.file, meta.familiarity.sha256
+    return _familiarity_files.get((path, sha256), [path], lambda: load_familiarity(path, sha256))

@@ -38,6 +38,9 @@ class Analysis:
     uncertain_below: float | None = None  # the checkpoint's validated threshold (None: none recorded)
     lungs: LungMask | None = None  # the lungs found on the scan (None: no lung segmenter installed)
     heatmap_in_lungs: float | None = None  # the share of the heatmap's mass inside plausible lungs (else None)
+    # the distance of the film's penultimate features from the training films', over its threshold: above 1 the film
+    # is unfamiliar (None: no unfamiliar-film signal fitted for these weights)
+    unfamiliarity: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -73,6 +76,7 @@ class Analysis:
             "prediction": self.prediction,
             "uncertain": self.uncertain,
             "heatmap_in_lungs": self.heatmap_in_lungs,
+            "unfamiliarity": self.unfamiliarity,
             "lungs": None if self.lungs is None else self.lungs.summary(),
             "warnings": [w.to_dict() for w in self.warnings],
         }

@@ -66,6 +66,26 @@ class Thresholds:
     uncertain_below: float | None = None  # top-class probability below which an answer is called uncertain
     uncertain_target_accuracy: float | None = None  # the accuracy answers at or above it reached where it was chosen
     uncertain_chosen_on: str = ""  # the films it was chosen on, e.g. "validation split"
+    heatmap_in_lungs_below: float | None = None  # below this heatmap share inside the lungs, the analysis warns
+    heatmap_in_lungs_quantile: float | None = None  # the share of validation films below it
+    heatmap_in_lungs_chosen_on: str = ""  # the films and heatmap it was chosen on
+
+
+@dataclass(frozen=True)
+class FamiliarityRecord:
+    """The unfamiliar-film signal: its file and sha256, its threshold and how it was fitted; and what measuring it
+    on films of a source never trained on found (``shown``: whether it carries information, so the app shows it)."""
+
+    file: str
+    sha256: str
+    threshold: float  # the Mahalanobis distance of penultimate features above which a film is unfamiliar
+    quantile: float  # the share of validation films at or below ``threshold``
+    fitted_on: str
+    threshold_from: str
+    shown: bool = False  # set by ``covidnet familiarity-report``: the note is shown only when it carries information
+    error_above: float | None = None  # the error rate above the threshold on the films it was measured on
+    error_below: float | None = None  # … and at or below it
+    measured_on: str = ""  # those films, in words
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,13 @@ class TrainingRecord:
     held_out_sources: list[str] = field(default_factory=list)
 
 
-_RECORDS = {"crop": LungCrop, "gate": GateRecord, "pretrained": Pretrained, "training": TrainingRecord}
+_RECORDS = {
+    "crop": LungCrop,
+    "gate": GateRecord,
+    "familiarity": FamiliarityRecord,
+    "pretrained": Pretrained,
+    "training": TrainingRecord,
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,7 @@ class CheckpointMetadata:
     training: TrainingRecord | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # measured figures per split, as evaluation recorded them
     gate: GateRecord | None = None
+    familiarity: FamiliarityRecord | None = None  # the unfamiliar-film signal (``covidnet fit-familiarity``)
     command: str = ""
     commit: str = ""
 

@@ -25,6 +25,7 @@ COLUMNS: dict[str, type] = {
     "prediction": str,
     "uncertain": bool,
     "heatmap_in_lungs": float,
+    "unfamiliarity": float,
     "lungs": str,
     "warnings": str,
     "heatmap": str,
