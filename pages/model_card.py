@@ -7,6 +7,7 @@ import streamlit as st
 
 import covidnet
 import ui
+from covidnet.assessment.card_sections import familiarity_section
 from covidnet.assessment.check_tables import (
     gate_breakdown_table,
     gate_table,
@@ -16,7 +17,7 @@ from covidnet.assessment.check_tables import (
     shortcut_table,
 )
 from covidnet.assessment.metrics import CONFIDENCE
-from covidnet.assessment.report_files import find_gate_report, read_reports
+from covidnet.assessment.report_files import find_familiarity_report, find_gate_report, read_reports
 from covidnet.assessment.tables import REPORT_TITLES, results_table, shown
 from covidnet.models.checkpoints import default_weights_dir
 
@@ -123,6 +124,7 @@ st.markdown(
 )
 st.markdown(gate_table(reports, find_gate_report(reports_dir)))
 st.markdown(gate_breakdown_table(reports))
+st.markdown(familiarity_section(find_familiarity_report(reports_dir)))
 
 card_text = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
 if card_text.exists():

@@ -20,6 +20,7 @@ from covidnet.assessment.report_files import find_familiarity_report, write_fami
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import split_records
 from covidnet.inference.analysis import familiarity_notes
+from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
 from covidnet.models.artifacts import sha256_of
 from covidnet.models.metadata import read_checkpoint_metadata
 from covidnet.training.familiarity_fitting import LUNG_SHARE_QUANTILE, fit_from_splits
@@ -42,7 +43,8 @@ def fitted(parts, tmp_path_factory):
     for path in [*SHIPPED.glob("resnet18.*"), *SHIPPED.glob("lungs.*")]:
         shutil.copy(path, folder)
     cache = folder / "cache"
-    meta = fit_from_splits(covidnet.load("resnet18", weights_dir=folder), parts["train"], parts["val"], folder, cache)
+    bare = Predictor(load_classifier("resnet18", folder), segmenter=installed_segmenter(folder))
+    meta = fit_from_splits(bare, parts["train"], parts["val"], folder, cache)
     return folder, cache, meta
 
 

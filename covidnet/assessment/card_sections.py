@@ -145,8 +145,8 @@ def familiarity_section(report: FamiliarityReport | None) -> str:
     rows = [
         "| model | threshold (val. quantile) | unseen vs internal AUROC | wrong-answer AUROC, unseen | wrong-answer "
         "AUROC, internal | unseen films above threshold | error above / below, unseen | internal films above "
-        "| error above / below, internal | note shown |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| error above / below, internal | note shown | wrong-answer AUROC of the top probability, unseen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report.backbones.items():
         rows.append(
@@ -154,7 +154,7 @@ def familiarity_section(report: FamiliarityReport | None) -> str:
             f"{_auroc(r.wrong_auroc_unseen)} | {_auroc(r.wrong_auroc_internal)} | {r.n_above_unseen} of {r.n_unseen} | "
             f"{_share(r.error_above_unseen)} / {_share(r.error_below_unseen)} | {r.share_above_internal:.0%} of "
             f"{r.n_internal} | {_share(r.error_above_internal)} / {_share(r.error_below_internal)} | "
-            f"{'yes' if r.shown else 'no'} |"
+            f"{'yes' if r.shown else 'no'} | {_auroc(r.wrong_auroc_unseen_top_probability)} |"
         )
     hidden = [name for name, r in report.backbones.items() if not r.shown]
     why = (
@@ -164,11 +164,12 @@ def familiarity_section(report: FamiliarityReport | None) -> str:
     )
     return f"""
 ## Unfamiliar films
-How far a film's penultimate features lie from those of the training films (the Mahalanobis distance, fitted on
-training films by `covidnet fit-familiarity`; a film is *unfamiliar* above the validation films' quantile named in
-the table). Measured by `covidnet familiarity-report` on the {report.unseen} against the {report.internal}
-(AUROCs with {CONFIDENCE:.0%} bootstrap intervals): does the distance tell the unseen source apart, does it predict
-a wrong answer, and how often answers above and below the threshold are wrong. Rule: {report.rule}.{why}
+How far a film's penultimate features lie from those of the training films (the mean cosine distance to its nearest
+training films, fitted by `covidnet fit-familiarity`; a film is *unfamiliar* above the validation films' quantile
+named in the table). For comparison, the last AUROC column ranks the same wrong answers by the top class probability
+alone (what "uncertain" uses). Measured by `covidnet familiarity-report` on the {report.unseen} against the
+{report.internal} (AUROCs with {CONFIDENCE:.0%} bootstrap intervals): does the distance tell the unseen source apart,
+does it predict a wrong answer, and how often answers above and below the threshold are wrong. Rule: {report.rule}.{why}
 
 {chr(10).join(rows)}
 """

@@ -41,6 +41,7 @@ def measure_backbone(
     far = predictor.familiarity.distance(torch.from_numpy(outside.features)).numpy()
     above, above_internal, n = far > record.threshold, near > record.threshold, len(near)
     wrong_auroc = auc_interval(far, outside.wrong)
+    top = np.array([max(p.values()) for p in predictor.classifier.probabilities(torch.from_numpy(outside.logits))])
     error_above, error_below = _error(outside.wrong, above), _error(outside.wrong, ~above)
     shown = bool(
         wrong_auroc["value"] is not None
@@ -60,6 +61,7 @@ def measure_backbone(
         unseen_vs_internal_auroc=auc_interval(np.concatenate([near, far]), np.arange(len(near) + len(far)) >= n),
         wrong_auroc_unseen=wrong_auroc,
         wrong_auroc_internal=auc_interval(near, inside.wrong),
+        wrong_auroc_unseen_top_probability=auc_interval(-top, outside.wrong),
         error_unseen=float(outside.wrong.mean()),
         n_above_unseen=int(above.sum()),
         error_above_unseen=error_above,

@@ -22,6 +22,7 @@ class FamiliarityResult:
     unseen_vs_internal_auroc: dict  # the distance telling unseen-source films from internal test films
     wrong_auroc_unseen: dict  # the distance telling wrong answers from right ones, on the unseen-source films
     wrong_auroc_internal: dict  # … on the internal test films
+    wrong_auroc_unseen_top_probability: dict  # the top class probability (lower = wronger) doing the same, unseen
     error_unseen: float  # the share of wrong answers on the unseen-source films
     n_above_unseen: int  # unseen-source films above the threshold
     error_above_unseen: float | None  # the share of wrong answers among them (None: no film)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, predictors
+from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, predictors, resolve_backbones
 from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
 from covidnet.models.checkpoints import default_weights_dir
 
@@ -50,14 +50,16 @@ def _splits(args: argparse.Namespace) -> dict:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit each chosen backbone's signal on the train split, its threshold and the lung-share cut on val."""
+    from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
     from covidnet.training.familiarity_fitting import fit_from_splits
 
     folder = args.weights_dir or default_weights_dir()
     parts = _splits(args)
-    for predictor in predictors(args.backbone, args.weights_dir):
+    for name in resolve_backbones(args.backbone, folder):
+        predictor = Predictor(load_classifier(name, folder), segmenter=installed_segmenter(folder))  # no earlier fit
         meta = fit_from_splits(predictor, parts["train"], parts["val"], folder, args.cache, limit=args.limit)
         print(
-            f"{predictor.backbone}: unfamiliar above distance {meta.familiarity.threshold:.1f}; lung-share warning "
+            f"{predictor.backbone}: unfamiliar above distance {meta.familiarity.threshold:.3f}; lung-share warning "
             f"below {meta.thresholds.heatmap_in_lungs_below:.0%} ({meta.familiarity.fitted_on})"
         )
     return EXIT_OK

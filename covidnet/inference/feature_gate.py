@@ -31,14 +31,6 @@ def mahalanobis(stats: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor
     return ((centred @ precision) * centred).sum(1).clamp(min=0).sqrt()
 
 
-def fit_mahalanobis(train: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and Ledoit-Wolf shrunk inverse covariance of ``train``'s rows (one row per image), in double."""
-    from sklearn.covariance import LedoitWolf
-
-    estimate = LedoitWolf().fit(train)
-    return torch.from_numpy(estimate.location_).double(), torch.from_numpy(estimate.precision_).double()
-
-
 @dataclass(frozen=True)
 class FeatureGate:
     """Per stage: the training images' mean and shrunk inverse covariance, and a validation scale."""
@@ -59,9 +51,13 @@ class FeatureGate:
 
 def fit_gate(train: list[np.ndarray], val: list[np.ndarray], *, quantile: float = GATE_QUANTILE) -> FeatureGate:
     """A gate from per-stage statistics of training images, scaled and thresholded on validation ones."""
+    from sklearn.covariance import LedoitWolf
+
     means, precisions, scales = [], [], []
     for train_stats, val_stats in zip(train, val, strict=True):
-        mean, precision = fit_mahalanobis(train_stats)
+        estimate = LedoitWolf().fit(train_stats)
+        mean = torch.from_numpy(estimate.location_).double()
+        precision = torch.from_numpy(estimate.precision_).double()
         distances = mahalanobis(torch.from_numpy(val_stats), mean, precision).numpy()
         means.append(mean)
         precisions.append(precision)

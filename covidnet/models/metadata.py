@@ -78,7 +78,7 @@ class FamiliarityRecord:
 
     file: str
     sha256: str
-    threshold: float  # the Mahalanobis distance of penultimate features above which a film is unfamiliar
+    threshold: float  # the distance of penultimate features above which a film is unfamiliar
     quantile: float  # the share of validation films at or below ``threshold``
     fitted_on: str
     threshold_from: str

@@ -11,7 +11,7 @@ import numpy as np
 
 from covidnet.assessment.film_features import HEATMAP_METHOD, film_features, subsample
 from covidnet.data.records import Record
-from covidnet.inference.familiarity import FAMILIARITY_QUANTILE, fit_familiarity, save_familiarity
+from covidnet.inference.familiarity import FAMILIARITY_QUANTILE, NEIGHBOURS, fit_familiarity, save_familiarity
 from covidnet.inference.predictor import Predictor
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import (
@@ -63,7 +63,7 @@ def fit_from_splits(
         sha256=save_familiarity(model, path),
         threshold=model.threshold,
         quantile=FAMILIARITY_QUANTILE,
-        fitted_on=f"penultimate features of {len(fitted_on)} of {len(train)} training films (Ledoit-Wolf)",
+        fitted_on=f"penultimate features of {len(fitted_on)} of {len(train)} training films ({NEIGHBOURS} nearest)",
         threshold_from=f"{FAMILIARITY_QUANTILE:.0%} quantile of the distances of {len(val)} validation films",
     )
     meta = dataclasses.replace(meta, thresholds=thresholds, familiarity=record)
