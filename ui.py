@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 import covidnet
-from covidnet.assessment.check_tables import heatmap_in_lungs
-from covidnet.assessment.report_files import find_familiarity_report, read_reports
 from covidnet.inference.drawing import colour_scale
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
 from covidnet.models import pretrained
-from covidnet.models.checkpoints import default_weights_dir, verify_checkpoint
+from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.models.metadata import Thresholds
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
@@ -145,8 +142,8 @@ def lung_share(result: Analysis) -> None:
 
 def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None:
     """An expander that says in plain words what the heatmap, its colours, the lung share, "uncertain" and the
-    unfamiliar-film note mean, with the figures measured behind each (from the metadata and the reports)."""
-    reports_dir = default_weights_dir() / "reports"
+    unfamiliar-film note mean, with the figures that ``covidnet fit-familiarity``, ``covidnet familiarity-report``
+    and ``covidnet evaluate`` measured behind each (recorded in the checkpoint's metadata)."""
     name, target, t = result.backbone, covidnet.display_name(result.target), meta.thresholds
     with st.expander("What these signs mean"):
         st.markdown(
@@ -155,21 +152,20 @@ def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None
             "looked at, not where a disease is."
         )
         st.image(colour_scale(320, 14), caption="Colour scale: blue = little evidence, red = the most", width=320)
-        medians = {title: per[name].median for title, per in heatmap_in_lungs(read_reports(reports_dir)).items()}
-        typical = ", ".join(f"{share:.0%} on the {title.lower()}" for title, share in medians.items() if share)
         cut = (
-            f"The warning appears below {t.heatmap_in_lungs_below:.0%}, the worst {t.heatmap_in_lungs_quantile:.0%} "
-            f"of validation films ({t.heatmap_in_lungs_chosen_on})."
-            if t.heatmap_in_lungs_below is not None and t.heatmap_in_lungs_quantile is not None
+            f"On validation films its median was {t.heatmap_in_lungs_median:.0%}; the warning appears below "
+            f"{t.heatmap_in_lungs_below:.0%}, the worst {t.heatmap_in_lungs_quantile:.0%} of validation films "
+            f"({t.heatmap_in_lungs_chosen_on})."
+            if t.heatmap_in_lungs_below is not None and t.heatmap_in_lungs_median is not None
             else "No cut has been set for these weights, so no lung-share warning is given."
         )
         st.markdown(
             "**The lung share** is the part of the heatmap that lies inside the lungs the lung segmenter found (the "
             f"green outline). Evidence outside the lungs (markers, text, the body's outline) is a sign of a shortcut. "
-            f"{f'Its median share was {typical}. ' if typical else ''}{cut}"
+            f"{cut}"
         )
         st.markdown(f"**Uncertain** means {_uncertain_basis(result, t)}.")
-        st.markdown(f"**The unfamiliar-film note**: {_familiarity_basis(name, meta, reports_dir)}")
+        st.markdown(f"**The unfamiliar-film note**: {_familiarity_basis(meta)}")
 
 
 def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
@@ -181,23 +177,20 @@ def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
     )
 
 
-def _familiarity_basis(name: str, meta: covidnet.CheckpointMetadata, reports_dir: Path) -> str:
-    report = find_familiarity_report(reports_dir)
-    measured = None if report is None else report.backbones.get(name)
-    if meta.familiarity is None or measured is None or measured.familiarity_sha256 != meta.familiarity.sha256:
+def _familiarity_basis(meta: covidnet.CheckpointMetadata) -> str:
+    record = meta.familiarity
+    if record is None or record.wrong_auroc is None:
         return "it has not been fitted and measured for these weights, so it is never shown."
-    auroc = measured.wrong_auroc_unseen["value"]
     figures = (
-        f"On {measured.n_unseen} {report.unseen}, the distance ranked a wrong answer above a right one "
-        f"{'n/a' if auroc is None else f'{auroc:.0%}'} of the time (50% = chance); answers on the "
-        f"{measured.n_above_unseen} films above the threshold were wrong {_share(measured.error_above_unseen)} of the "
-        f"time, the others {_share(measured.error_below_unseen)}."
+        f"On {record.measured_on}, the distance ranked a wrong answer above a right one {record.wrong_auroc:.0%} of "
+        f"the time (50% = chance); answers on the {record.n_above} films above the threshold were wrong "
+        f"{_share(record.error_above)} of the time, the others {_share(record.error_below)}."
     )
-    if not measured.shown:
+    if not record.shown:
         return f"this model's unfamiliarity measure carries too little information, so the note is not shown. {figures}"
     return (
         "it appears when a film's features lie further from those of the films CovidNet learned from than on "
-        f"{meta.familiarity.quantile:.0%} of validation films. {figures}"
+        f"{record.quantile:.0%} of validation films. {figures}"
     )
 
 

@@ -100,9 +100,11 @@ def test_analyse_explains_its_signs_with_the_figures_measured_for_the_shipped_we
     text = "\n".join(m.value for m in expander.markdown)
     meta = covidnet.load("resnet18", weights_dir=SHIPPED).meta
     t, measured = meta.thresholds, find_familiarity_report(SHIPPED / "reports").backbones["resnet18"]
+    assert meta.familiarity.sha256 == measured.familiarity_sha256  # the report measured the shipped signal
     assert any(f"the evidence for **{covidnet.display_name(c)}**" in text for c in covidnet.CLASSES)
     cut, tail = t.heatmap_in_lungs_below, t.heatmap_in_lungs_quantile
     assert f"below {cut:.0%}, the worst {tail:.0%} of validation films" in text
+    assert f"its median was {t.heatmap_in_lungs_median:.0%}" in text
     assert f"less than {t.uncertain_below:.0%}" in text
     assert f"at least {t.uncertain_target_accuracy:.0%} accurate" in text
     assert f"a right one {measured.wrong_auroc_unseen['value']:.0%} of the time" in text

@@ -25,7 +25,7 @@ from covidnet.models.artifacts import sha256_of
 from covidnet.models.metadata import read_checkpoint_metadata
 from covidnet.training.familiarity_fitting import LUNG_SHARE_QUANTILE, fit_from_splits
 
-N = {"train": 40, "val": 30, "test": 16, "external": 16}
+N = {"train": 40, "val": 30, "test": 16, "external": 64}
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,8 @@ def record_verdict(result: FamiliarityResult, backbone: str, weights_dir: Path) 
         error_above=result.error_above_unseen,
         error_below=result.error_below_unseen,
         measured_on=f"{result.n_unseen} {UNSEEN_WORDS}",
+        wrong_auroc=result.wrong_auroc_unseen["value"],
+        n_above=result.n_above_unseen,
     )
     write_checkpoint_metadata(dataclasses.replace(meta, familiarity=measured), meta_path)
     return True

@@ -69,6 +69,7 @@ class Thresholds:
     heatmap_in_lungs_below: float | None = None  # below this heatmap share inside the lungs, the analysis warns
     heatmap_in_lungs_quantile: float | None = None  # the share of validation films below it
     heatmap_in_lungs_chosen_on: str = ""  # the films and heatmap it was chosen on
+    heatmap_in_lungs_median: float | None = None  # the median share on those films
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class FamiliarityRecord:
     error_above: float | None = None  # the error rate above the threshold on the films it was measured on
     error_below: float | None = None  # … and at or below it
     measured_on: str = ""  # those films, in words
+    wrong_auroc: float | None = None  # how well the distance ranked wrong answers above right ones there
+    n_above: int | None = None  # how many of those films lay above the threshold
 
 
 @dataclass(frozen=True)

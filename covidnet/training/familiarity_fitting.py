@@ -54,6 +54,7 @@ def fit_from_splits(
         meta.thresholds,
         heatmap_in_lungs_below=float(np.quantile(shares, LUNG_SHARE_QUANTILE)),
         heatmap_in_lungs_quantile=LUNG_SHARE_QUANTILE,
+        heatmap_in_lungs_median=float(np.median(shares)),
         heatmap_in_lungs_chosen_on=(
             f"{len(shares)} validation films with plausible lungs, {HEATMAP_METHOD} heatmap of the predicted class"
         ),
