@@ -150,7 +150,7 @@ def familiarity_section(report: FamiliarityReport | None) -> str:
     ]
     for name, r in report.backbones.items():
         rows.append(
-            f"| {name} | {r.threshold:.1f} ({r.quantile:.0%}) | {_auroc(r.unseen_vs_internal_auroc)} | "
+            f"| {name} | {r.threshold:.3f} ({r.quantile:.0%}) | {_auroc(r.unseen_vs_internal_auroc)} | "
             f"{_auroc(r.wrong_auroc_unseen)} | {_auroc(r.wrong_auroc_internal)} | {r.n_above_unseen} of {r.n_unseen} | "
             f"{_share(r.error_above_unseen)} / {_share(r.error_below_unseen)} | {r.share_above_internal:.0%} of "
             f"{r.n_internal} | {_share(r.error_above_internal)} / {_share(r.error_below_internal)} | "
@@ -169,10 +169,28 @@ training films, fitted by `covidnet fit-familiarity`; a film is *unfamiliar* abo
 named in the table). For comparison, the last AUROC column ranks the same wrong answers by the top class probability
 alone (what "uncertain" uses). Measured by `covidnet familiarity-report` on the {report.unseen} against the
 {report.internal} (AUROCs with {CONFIDENCE:.0%} bootstrap intervals): does the distance tell the unseen source apart,
-does it predict a wrong answer, and how often answers above and below the threshold are wrong. Rule: {report.rule}.{why}
+does it predict a wrong answer, and how often answers above and below the threshold are wrong.
+
+Rule: {report.rule}.{why}{_against_confidence(report)}
 
 {chr(10).join(rows)}
 """
+
+
+def _against_confidence(report: FamiliarityReport) -> str:
+    """Which models' top class probability ranks the unseen source's wrong answers at least as well as the distance."""
+    matched = [
+        name
+        for name, r in report.backbones.items()
+        if None not in (r.wrong_auroc_unseen["value"], r.wrong_auroc_unseen_top_probability["value"])
+        and r.wrong_auroc_unseen_top_probability["value"] >= r.wrong_auroc_unseen["value"]
+    ]
+    if not matched:
+        return ""
+    return (
+        f" For {', '.join(matched)} the top class probability alone ranks those wrong answers at least as well as the "
+        "distance: there the note adds a second, overlapping reason for doubt rather than new information."
+    )
 
 
 def _auroc(metric: dict) -> str:
