@@ -13,10 +13,11 @@ from conftest import CXR_ROOT, SHIPPED
 
 import covidnet
 from covidnet.assessment.card_sections import familiarity_section
+from covidnet.assessment.evaluate import record_in_metadata
 from covidnet.assessment.familiarity_measure import MIN_ABOVE, MIN_WRONG_AUROC, RULE, measure_backbone, record_verdict
 from covidnet.assessment.familiarity_report import FamiliarityReport
 from covidnet.assessment.film_features import film_features
-from covidnet.assessment.report_files import find_familiarity_report, write_familiarity_report
+from covidnet.assessment.report_files import find_familiarity_report, read_report, write_familiarity_report
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import split_records
 from covidnet.inference.analysis import familiarity_notes
@@ -69,6 +70,16 @@ def test_fitting_records_a_verified_signal_with_its_threshold_and_the_lung_cut_f
             covidnet.load("resnet18", weights_dir=folder)
     finally:
         fit_from_splits(model, parts["train"], parts["val"], folder, cache)  # from the cache: no forward pass
+
+
+def test_choosing_the_uncertain_threshold_keeps_the_lung_cut_and_the_signal(fitted):
+    folder, _, meta = fitted
+    committed = read_report(SHIPPED / "reports" / "validation.json")
+    ours = dataclasses.replace(committed.backbones["resnet18"], weights_sha256=meta.sha256)
+    assert record_in_metadata(dataclasses.replace(committed, backbones={"resnet18": ours}), "validation", folder)
+    after = read_checkpoint_metadata(folder / "resnet18.json")
+    assert after.thresholds.uncertain_below is not None and after.familiarity == meta.familiarity
+    assert after.thresholds.heatmap_in_lungs_below == meta.thresholds.heatmap_in_lungs_below
 
 
 def test_the_note_appears_and_disappears_by_the_measurement_rule(parts, fitted, tmp_path):
