@@ -30,6 +30,7 @@ from covidnet.assessment.evaluation_report import (
     ShortcutChecks,
     Unreadable,
 )
+from covidnet.assessment.films import Films
 from covidnet.assessment.forward import forward_all
 from covidnet.assessment.metric_records import Metrics, SourceMetrics
 from covidnet.assessment.metrics import (
@@ -39,7 +40,6 @@ from covidnet.assessment.metrics import (
     source_summary,
     summarise,
 )
-from covidnet.assessment.report_schema import VALIDATION
 from covidnet.assessment.shortcuts import (
     heatmap_in_lungs_summary,
     mask_borders,
@@ -49,7 +49,6 @@ from covidnet.assessment.shortcuts import (
     source_probe,
     with_image,
 )
-from covidnet.assessment.thresholds import TARGET_ACCURACY, uncertainty_threshold
 from covidnet.classes import CLASSES
 from covidnet.data.records import Record
 from covidnet.errors import ScanError
@@ -58,7 +57,7 @@ from covidnet.inference.results import average_probabilities
 from covidnet.io.reading import Scan, read_scan
 from covidnet.lungs.segment import LungMask
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir
-from covidnet.models.metadata import Thresholds, read_checkpoint_metadata, write_checkpoint_metadata
+from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
 
 SALIENCY_SCANS = 12
 HEATMAP_SCANS = 500  # heatmap-in-lungs is measured on at most this many scans, evenly spread over the list
@@ -119,13 +118,14 @@ def evaluate(
         ensemble=EnsembleResult(ensemble, list(backbones)),
         unreadable=Unreadable(len(unreadable), unreadable[:5]),
         sources=sorted({r.source for r in kept}),
+        films=Films.of(kept, dict(zip(backbones, calibrated, strict=True))),
     )
 
 
 def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | None = None) -> list[str]:
     """Record ``report`` (the report of split ``name``, a value of ``report_schema.REPORT_NAMES``) in the metadata of
-    each backbone it measured: the headline metrics as ``metrics[name]`` and, for the validation report, the
-    "uncertain" threshold as ``thresholds.uncertain_below``. Only the metadata JSON is rewritten, never the .pt;
+    each backbone it measured: the headline metrics as ``metrics[name]``. Only the metadata JSON is rewritten, never
+    the .pt;
     a backbone whose weights are not the ones measured is skipped. Returns the backbones recorded."""
     recorded = []
     for backbone, result in report.backbones.items():
@@ -143,11 +143,7 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
             f"{of_interest}_specificity": asdict(m.per_class[of_interest].specificity),
             "ece": {"before_temperature": result.ece_before_temperature, "after_temperature": m.ece},
         }
-        meta = replace(meta, metrics={**meta.metrics, name: entry})
-        if name == VALIDATION:
-            chosen = Thresholds(uncertainty_threshold(m.selective), TARGET_ACCURACY, "validation split")
-            meta = replace(meta, thresholds=chosen)
-        write_checkpoint_metadata(meta, meta_path)
+        write_checkpoint_metadata(replace(meta, metrics={**meta.metrics, name: entry}), meta_path)
         recorded.append(backbone)
     return recorded
 

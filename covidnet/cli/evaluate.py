@@ -21,8 +21,8 @@ def add(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--split",
         default=None,
-        help="evaluate only this split of --split-file (by sha256), and record its metrics (val: also the "
-        "'uncertain' threshold) in each checkpoint's metadata JSON",
+        help="evaluate only this split of --split-file (by sha256), and record its metrics in each checkpoint's "
+        "metadata JSON",
     )
     evaluate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
     evaluate.add_argument("--no-shortcuts", dest="shortcuts", action="store_false", help="skip shortcut checks")
@@ -34,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report JSON and print macro AUC and accuracy per backbone and for the ensemble.
 
     A split of the split file (``--split``) also records the report's headline metrics in each measured
-    checkpoint's metadata, and the validation split the "uncertain" threshold (``record_in_metadata``).
+    checkpoint's metadata (``record_in_metadata``).
     """
     from dataclasses import asdict, replace
 
     from covidnet.assessment.archives import archives_beside
     from covidnet.assessment.evaluate import evaluate, record_in_metadata
     from covidnet.assessment.report_files import read_report, write_report
-    from covidnet.assessment.report_schema import REPORT_NAMES, VALIDATION
+    from covidnet.assessment.report_schema import REPORT_NAMES
     from covidnet.data.records import read_metadata
     from covidnet.data.splits import split_records
 
@@ -71,6 +71,5 @@ def run(args: argparse.Namespace) -> int:
     if args.split in REPORT_NAMES:
         entry = REPORT_NAMES[args.split]
         recorded = record_in_metadata(report, entry, args.weights_dir)
-        threshold = " and thresholds.uncertain_below" if entry == VALIDATION else ""
-        print(f"recorded metrics.{entry}{threshold} in the metadata of: {', '.join(recorded) or 'none'}")
+        print(f"recorded metrics.{entry} in the metadata of: {', '.join(recorded) or 'none'}")
     return EXIT_OK

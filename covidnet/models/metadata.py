@@ -64,8 +64,10 @@ class Thresholds:
     """Thresholds that change what a user is told."""
 
     uncertain_below: float | None = None  # top-class probability below which an answer is called uncertain
-    uncertain_target_accuracy: float | None = None  # the accuracy answers at or above it reached where it was chosen
-    uncertain_chosen_on: str = ""  # the films it was chosen on, e.g. "validation split"
+    uncertain_chosen_on: str = ""  # the films it was chosen on, in words (sources the model never trained on)
+    uncertain_max_wrong: float | None = None  # the share of those films it lets be answered and wrong
+    answered_share: float | None = None  # measured on the held-back half of those films: the share answered …
+    answered_accuracy: float | None = None  # … and how many of those answers were right
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class CheckpointMetadata:
     # away much of a scanner's or a source's contrast and brightness look.
     intensity: str = "none"
     dtype: str = "float32"  # storage type of the state dict
-    init: str = "scratch"  # "scratch", "imagenet" or "checkpoint:<folder>" (a warm start from a checkpoint)
+    init: str = "scratch"  # "scratch", "imagenet" or "checkpoint:<file> sha256 <hex>" (a warm start from those weights)
     pretrained: Pretrained | None = None  # for init "imagenet"
     temperature: float = 1.0
     thresholds: Thresholds = field(default_factory=Thresholds)
