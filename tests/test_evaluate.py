@@ -6,12 +6,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import covidnet
 from covidnet.assessment import metrics as metrics_module
 from covidnet.assessment.evaluate import record_in_metadata
-from covidnet.assessment.report_files import read_report
+from covidnet.assessment.report_files import read_report, write_report
 from covidnet.cli import main
 from covidnet.models.artifacts import sha256_of
 from covidnet.models.checkpoints import checkpoint_paths, verify_checkpoint
@@ -64,8 +65,31 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
     assert sum(row.n for row in gate.by_source.values()) == 9
     assert sum(row.flagged for row in gate.by_class.values()) == gate.flagged
     assert report.command.startswith("covidnet ")
+    films = report.films  # every film, and each backbone's calibrated probabilities of it
+    assert len(films.labels) == 9 and set(films.probabilities) == set(covidnet.backbones())
+    assert np.allclose(films.of_model("resnet18").sum(axis=1), 1, atol=1e-4)
+    ensemble_accuracy = (films.of_model("ensemble").argmax(1) == films.label_indices()).mean()
+    assert ensemble_accuracy == pytest.approx(report.ensemble.metrics.accuracy.value)
     # a CSV that is no split of ours records nothing in the checkpoints' metadata
     assert {p.name: p.read_bytes() for p in weights_dir.glob("*.json")} == metadata_before
+
+
+def test_shortcut_checks_are_reused_only_from_a_report_of_the_same_weights_on_the_same_films(
+    weights_dir, foreign_csv, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(metrics_module, "BOOTSTRAP_ROUNDS", 20)
+    argv = ["--weights-dir", str(weights_dir), "evaluate", "--metadata", str(foreign_csv), "--backbone", "resnet18"]
+    assert main([*argv, "--out", str(tmp_path / "first.json")]) == 0
+    first = read_report(tmp_path / "first.json")
+    measured = first.backbones["resnet18"]
+    marked = replace(measured.shortcuts, accuracy_lungs_masked=0.123)  # a value no measurement here gives
+    for name, sha in (("same", measured.weights_sha256), ("other", "0" * 64)):
+        earlier = replace(first, backbones={"resnet18": replace(measured, shortcuts=marked, weights_sha256=sha)})
+        write_report(earlier, tmp_path / f"{name}.json")
+        out = tmp_path / f"from_{name}.json"
+        assert main([*argv, "--reuse-checks", str(tmp_path / f"{name}.json"), "--out", str(out)]) == 0
+    assert read_report(tmp_path / "from_same.json").backbones["resnet18"].shortcuts == marked
+    assert read_report(tmp_path / "from_other.json").backbones["resnet18"].shortcuts == measured.shortcuts
 
 
 def test_a_csv_without_the_needed_columns_is_a_usage_error(weights_dir, tmp_path, capsys):

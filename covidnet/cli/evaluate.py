@@ -26,6 +26,14 @@ def add(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
     evaluate.add_argument("--no-shortcuts", dest="shortcuts", action="store_false", help="skip shortcut checks")
+    evaluate.add_argument(
+        "--reuse-checks",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="take the shortcut checks of backbones that this earlier report measured with the same weights on the "
+        "same films, instead of measuring them again",
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="report JSON to write")
     evaluate.set_defaults(run=run)
 
@@ -54,8 +62,15 @@ def run(args: argparse.Namespace) -> int:
         raise CovidNetError(f"No images to evaluate in {data}.")
     names = resolve_backbones(args.backbone, args.weights_dir)
     archives = archives_beside(args.metadata, root=args.root)
+    earlier = read_report(args.reuse_checks) if args.reuse_checks else None
     report = evaluate(
-        records, backbones=names, data=data, weights_dir=args.weights_dir, shortcuts=args.shortcuts, archives=archives
+        records,
+        backbones=names,
+        data=data,
+        weights_dir=args.weights_dir,
+        shortcuts=args.shortcuts,
+        archives=archives,
+        earlier=earlier,
     )
     write_report(replace(report, command=command_line()), args.out)
     report = read_report(args.out)
