@@ -14,7 +14,7 @@ import pytest
 from conftest import CXR_ROOT
 
 import covidnet
-from covidnet.assessment import card_data, card_sections, check_tables, model_card, tables
+from covidnet.assessment import card_data, card_sections, card_uncertain, check_tables, model_card, tables
 from covidnet.assessment.evaluation_report import EvaluationReport
 from covidnet.assessment.gate_report import GateReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
@@ -310,7 +310,7 @@ def test_the_figure_detector_catches_the_kinds_of_stale_figures_seen_before():
 
 
 @pytest.mark.parametrize(
-    "module", [model_card, card_data, card_sections, tables, check_tables], ids=lambda m: m.__name__
+    "module", [model_card, card_data, card_sections, card_uncertain, tables, check_tables], ids=lambda m: m.__name__
 )
 def test_the_generator_and_the_tables_hold_no_figure_of_their_own(module):
     found = {literal: figures(literal) for literal in prose_literals(module) if figures(literal)}
