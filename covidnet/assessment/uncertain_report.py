@@ -17,6 +17,8 @@ from covidnet.assessment.thresholds import CHECK, CHOOSE, MAX_WRONG_ANSWERED, Po
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import Thresholds, read_checkpoint_metadata, write_checkpoint_metadata
 
+ENSEMBLE = "ensemble"  # the name of the ensemble's calibration among the models
+
 
 @dataclass(frozen=True)
 class ModelCalibration:
@@ -51,11 +53,38 @@ class ModelCalibration:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """How often every backbone gave the same answer on unseen-source films, and how often that answer was right."""
+
+    films: str  # which films, in words
+    n: int
+    all_agree: float  # the share of films on which every backbone gave the same answer
+    right_when_all_agree: float | None
+    right_when_they_disagree: float | None  # the ensemble's answer
+
+    @classmethod
+    def of(cls, films: Films, described_as: str) -> Agreement:
+        """Measured on ``films``, whose backbones' probabilities it compares."""
+        answers = np.array([films.of_model(name).argmax(1) for name in films.probabilities])
+        labels = films.label_indices()
+        agree = (answers == answers[0]).all(axis=0)
+        right = films.of_model("ensemble").argmax(1) == labels
+        return cls(
+            films=described_as,
+            n=len(labels),
+            all_agree=float(agree.mean()),
+            right_when_all_agree=float(right[agree].mean()) if agree.any() else None,
+            right_when_they_disagree=float(right[~agree].mean()) if (~agree).any() else None,
+        )
+
+
+@dataclass(frozen=True)
 class UncertainReport:
-    """Every model's calibration, the rule's bound, and the command that wrote it."""
+    """Every model's calibration, the rule's bound, the backbones' agreement, and the command that wrote it."""
 
     max_wrong_answered: float
     models: dict[str, ModelCalibration]
+    agreement: Agreement | None = None
     command: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -63,7 +92,15 @@ class UncertainReport:
     def from_dict(cls, record: Any) -> UncertainReport:
         values = checked(cls, record, "uncertain report")
         models = {name: ModelCalibration.from_dict(m, f"models.{name}") for name, m in values["models"].items()}
-        return cls(**{**values, "models": models})
+        agreement = values.get("agreement")
+        agreement = None if agreement is None else Agreement(**checked(Agreement, agreement, "agreement"))
+        return cls(**{**values, "models": models, "agreement": agreement})
+
+    def ensemble_threshold(self, members: dict[str, str]) -> float | None:
+        """The ensemble's threshold, if it was chosen for exactly these ``members`` (backbone → weights sha256)."""
+        backbones = {name: m.weights_sha256 for name, m in self.models.items() if m.weights_sha256 is not None}
+        ensemble = self.models.get(ENSEMBLE)
+        return ensemble.threshold if ensemble is not None and backbones == members else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

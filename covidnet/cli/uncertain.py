@@ -40,16 +40,17 @@ def run(args: argparse.Namespace) -> int:
     """Calibrate every backbone of the unseen report and the ensemble; print and record the thresholds."""
     from covidnet.assessment.report_files import read_report, write_uncertain_report
     from covidnet.assessment.thresholds import MAX_WRONG_ANSWERED
-    from covidnet.assessment.uncertain_report import UncertainReport, calibrate, record_thresholds
+    from covidnet.assessment.uncertain_report import ENSEMBLE, Agreement, UncertainReport, calibrate, record_thresholds
 
     unseen, internal = read_report(args.unseen), read_report(args.internal)
     if unseen.films is None or internal.films is None:
         raise CovidNetError("These reports hold no per-film probabilities: rerun `covidnet evaluate` to write them.")
     rounds = dict(_rounds(spec) for spec in args.rounds)
     models = {}
-    for name in [*unseen.backbones, "ensemble"]:
+    own = ", ".join(sorted(set(unseen.films.origins)))
+    for name in [*unseen.backbones, ENSEMBLE]:
         parts = [(unseen.films, name)]
-        described = f"{', '.join(sorted(set(unseen.films.origins)))} (this model's own answers)"
+        described = f"{own} (this model's own answers)"
         if name in rounds:
             folder, round_reports = rounds[name]
             parts += [(r.films, next(iter(r.backbones))) for r in round_reports]
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
             described += f"; {', '.join(sources)} (leave-one-source-out rounds of its recipe, {folder})"
         sha = unseen.backbones[name].weights_sha256 if name in unseen.backbones else None
         models[name] = calibrate(parts, (internal.films, name), described_as=described, weights_sha256=sha)
-    report = UncertainReport(MAX_WRONG_ANSWERED, models, command=command_line())
+    agreement = Agreement.of(unseen.films, own) if len(unseen.backbones) > 1 else None
+    report = UncertainReport(MAX_WRONG_ANSWERED, models, agreement, command=command_line())
     write_uncertain_report(report, args.out)
     for name, m in models.items():
         print(

@@ -83,6 +83,7 @@ class Ensemble:
     """Several backbones' analyses of one scan, combined by averaging their calibrated probabilities."""
 
     members: dict[str, Analysis]  # backbone → its analysis
+    uncertain_below: float | None = None  # the ensemble's calibrated threshold for these members (None: none known)
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -97,6 +98,16 @@ class Ensemble:
         return max(probabilities, key=probabilities.get)
 
     @property
+    def uncertainty_threshold(self) -> float:
+        """The top probability below which the ensemble's prediction is called uncertain."""
+        return MAJORITY if self.uncertain_below is None else self.uncertain_below
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the ensemble's most probable class falls short of ``uncertainty_threshold``."""
+        return self.probabilities[self.prediction] < self.uncertainty_threshold
+
+    @property
     def agree(self) -> bool:
         """Whether every member predicts the same class."""
         return len({a.prediction for a in self.members.values()}) == 1
@@ -107,15 +118,16 @@ class Ensemble:
         return any(a.flagged for a in self.members.values())
 
 
-def ensemble(analyses: Sequence[Analysis]) -> Ensemble:
-    """The ensemble of several backbones' analyses of the same scan."""
+def ensemble(analyses: Sequence[Analysis], uncertain_below: float | None = None) -> Ensemble:
+    """The ensemble of several backbones' analyses of the same scan; ``uncertain_below`` is its calibrated threshold
+    (``covidnet.ensemble_threshold``), if one is known for these backbones."""
     if not analyses:
         raise CovidNetError("An ensemble needs at least one analysis.")
     if len({tuple(a.probabilities) for a in analyses}) > 1:
         raise CovidNetError(
             "An ensemble needs backbones trained on the same classes; these were trained on different ones."
         )
-    return Ensemble({a.backbone: a for a in analyses})
+    return Ensemble({a.backbone: a for a in analyses}, uncertain_below)
 
 
 def average_probabilities(per_model: np.ndarray) -> np.ndarray:
