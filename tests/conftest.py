@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,19 @@ from covidnet.models.registry import build_model, get_spec
 CXR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 TEST_INPUT_SIZE = 128  # small inputs keep the suite fast; the real input sizes are in the registry
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+# An absolute path inside a longer text ("split 'val' of /work/main/weights/split.csv"), not a URL's or a fraction's.
+ABSOLUTE_INSIDE = re.compile(r"(?<![\w.):/])/[A-Za-z_][\w.-]*/")
+
+
+def absolute_paths(value) -> list[str]:
+    """Every string in a JSON value (keys too) that is or holds an absolute path of this machine's kind."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in absolute_paths(k) + absolute_paths(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in absolute_paths(v)]
+    if isinstance(value, str) and (os.path.isabs(value) or ABSOLUTE_INSIDE.search(value)):
+        return [value]
+    return []
 
 
 def lively(model: torch.nn.Module, head: str) -> torch.nn.Module:
