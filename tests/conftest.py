@@ -66,14 +66,19 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def shared_cxr() -> Path:
+    """The shared chest X-ray set's folder (``../shared/data/cxr``); where it is absent, the calling test or fixture
+    is skipped with that reason."""
+    if not (CXR_ROOT / "metadata.csv").exists():
+        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
+    return CXR_ROOT
+
+
 @pytest.fixture(scope="session")
 def real_scans() -> list[Path]:
     """One real scan per class from the shared chest X-ray set (skipped where it is absent)."""
-    metadata = CXR_ROOT / "metadata.csv"
-    if not metadata.exists():
-        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
     chosen: dict[str, Path] = {}
-    with metadata.open() as f:
+    with (shared_cxr() / "metadata.csv").open() as f:
         for row in csv.DictReader(f):
             chosen.setdefault(row["label"], CXR_ROOT / row["path"])
     return [chosen[label] for label in covidnet.CLASSES]
