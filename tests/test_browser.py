@@ -85,10 +85,12 @@ def test_no_page_asks_an_outside_host_and_each_shows_the_disclaimer_once(server,
     page.locator('input[type="file"]').first.set_input_files(str(real_scans[2]))
     page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
     phrase = ui.DISCLAIMER.split("**")[1]  # "Research and teaching demo — not a medical device."
+    finished = '[data-test-script-state="notRunning"]'  # the page's script has run to its end
+    page.wait_for_selector(finished, timeout=60_000)
     shown = {"Analyse": page.inner_text("body").count(phrase)}
     for title, heading in PAGES.items():
         open_sidebar_page(page, title, heading=heading)
-        page.wait_for_load_state("networkidle")
+        page.wait_for_selector(finished, timeout=60_000)
         shown[title] = page.inner_text("body").count(phrase)
     assert_no_exception(page)
     assert shown == {title: 1 for title in ("Analyse", *PAGES)}
@@ -96,5 +98,6 @@ def test_no_page_asks_an_outside_host_and_each_shows_the_disclaimer_once(server,
     assert any(urlparse(url).netloc == local for url in asked)  # the requests were recorded
     outside = {url for url in asked if urlparse(url).scheme in ("http", "https") and urlparse(url).netloc != local}
     assert sorted(outside) == []
+    assert "What it is not" in page.inner_text("body")  # the About page was drawn to its end
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "about.png"), full_page=True)
