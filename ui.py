@@ -16,7 +16,7 @@ import streamlit as st
 import covidnet
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
-from covidnet.models import pretrained
+from covidnet.models import metadata, pretrained
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
@@ -46,9 +46,19 @@ def trained() -> list[str]:
 
 
 @st.cache_resource
+def trained_metadata() -> list[covidnet.CheckpointMetadata]:
+    """The verified metadata of the backbones with trained weights."""
+    return [verify_checkpoint(name) for name in trained()]
+
+
 def how_started() -> str:
     """How the installed backbones' training started, from their verified metadata (e.g. "… trained from scratch")."""
-    return pretrained.how_started([verify_checkpoint(name) for name in trained()])
+    return pretrained.how_started(trained_metadata())
+
+
+def training_images() -> str:
+    """How many images the installed backbones learned from, from their verified metadata (never typed)."""
+    return metadata.training_images(trained_metadata())
 
 
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, show_spinner=False)
@@ -62,6 +72,7 @@ def file_hash(data: bytes) -> str:
 
 
 def disclaimer() -> None:
+    """The disclaimer, under the page's title: every page shows it exactly once."""
     st.caption(DISCLAIMER)
 
 
@@ -129,8 +140,8 @@ def lung_share(result: Analysis) -> None:
     """Under a heatmap: how much of it lies inside the lungs, and the alarm when most of it lies outside."""
     if result.lungs is None:
         st.caption("No lung segmenter is installed, so the heatmap is not measured against the lungs.")
-    elif result.heatmap_in_lungs is None:
-        st.caption("No lung fields were found on this image, so the heatmap is not measured against them.")
+    elif result.heatmap_in_lungs is None:  # the gate's banner says what was found instead
+        st.caption("No frontal pair of lungs was found, so the heatmap is not measured against the lungs.")
     else:
         st.caption(f"{result.heatmap_in_lungs:.0%} of the heatmap is inside the lungs.")
     for warning in result.warnings:

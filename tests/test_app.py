@@ -13,8 +13,11 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import covidnet
+import ui
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.report_schema import SCHEMA_VERSION
+from covidnet.models.checkpoints import verify_checkpoint
+from covidnet.notices import WarningCode
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]
@@ -200,3 +203,58 @@ def test_a_colour_photo_is_flagged_and_its_probabilities_hidden_until_asked(with
     assert len(at.get("plotly_chart")) == 0
     at.checkbox(key="analyse-anyway").check().run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
+
+
+def disclaimers(at: AppTest) -> int:
+    """How many elements of the page, sidebar included, show the disclaimer."""
+    kinds = ("markdown", "caption", "warning", "info", "error", "success", "toast")
+    return sum(ui.DISCLAIMER.split("**")[1] in str(e.value) for kind in kinds for e in at.get(kind))
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_shows_the_disclaimer_exactly_once(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("COVIDNET_WEIGHTS", str(tmp_path))
+    assert disclaimers(page(path)) == 1
+
+
+def test_about_counts_the_training_images_from_the_shipped_metadata(monkeypatch):
+    monkeypatch.delenv("COVIDNET_WEIGHTS", raising=False)
+    shipped = [verify_checkpoint(name) for name in covidnet.trained_backbones()]
+    text = texts(page(PAGES[4]))
+    assert shipped and all(meta.training is not None for meta in shipped)
+    for meta in shipped:
+        total, per_class = sum(meta.training.train_images.values()), meta.training.train_images
+        assert f" {total:,} " in text and all(f"{n:,} {covidnet.display_name(c)}" in text for c, n in per_class.items())
+    assert "about 5,300" not in text
+
+
+def half_films(scans: list[Path]) -> list[bytes]:
+    """The left and right halves of real frontal films, as PNG: one lung field each, as a lateral view shows."""
+    import io
+
+    halves = []
+    for path in scans:
+        image = covidnet.read_scan(path).image
+        width, height = image.size
+        for box in ((0, 0, width // 2, height), (width // 2, 0, width, height)):
+            buffer = io.BytesIO()
+            image.crop(box).save(buffer, "PNG")
+            halves.append(buffer.getvalue())
+    return halves
+
+
+def test_a_lateral_films_banner_and_its_heatmap_caption_agree(with_weights, real_scans):
+    backbone = covidnet.default_backbone(covidnet.backbones())
+    model = covidnet.load(backbone, weights_dir=with_weights)
+    lateral = next(
+        data
+        for data in half_films(real_scans)
+        if WarningCode.LATERAL_VIEW in [w.code for w in model.analyze(data, cam=None).warnings]
+    )
+    at = upload(page(PAGES[0]), ("side.png", lateral))
+    assert at.error and "found one lung field" in at.error[0].value
+    at.checkbox(key="analyse-anyway").check().run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert "No frontal pair of lungs was found, so the heatmap is not measured against the lungs." in captions
+    assert not any("No lung fields were found" in c for c in captions)

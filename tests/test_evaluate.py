@@ -2,12 +2,14 @@
 evaluated split records in the checkpoints' metadata."""
 
 import csv
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import absolute_paths
 
 import covidnet
 from covidnet.assessment import metrics as metrics_module
@@ -126,6 +128,7 @@ def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the
 
     assert "recorded metrics.validation in the metadata of" in capsys.readouterr().out
     report = read_report(tmp_path / "val.json")
+    assert absolute_paths(json.loads((tmp_path / "val.json").read_text())) == []  # given absolute paths
     for name in covidnet.backbones():
         meta = read_checkpoint_metadata(checkpoint_paths(name, weights)[1])
         measured = report.backbones[name].metrics
@@ -133,6 +136,7 @@ def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the
         assert meta.metrics["validation"]["n"] == report.n == len(rows) // 2
         assert meta.metrics["validation"]["macro_auc"]["value"] == measured.macro_auc.value
         assert meta.metrics["validation"]["ece"]["after_temperature"] == measured.ece
+        assert absolute_paths(meta.metrics) == []
         assert sha256_of(checkpoint_paths(name, weights)[0]) == pts[name]  # the .pt is never touched
         verify_checkpoint(name, weights)
 

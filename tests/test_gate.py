@@ -105,17 +105,18 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 @pytest.mark.slow
 @pytest.mark.parametrize("name", shipped_backbones())  # every shipped model has a gate; missing weights fail
 def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
-    from conftest import CXR_ROOT
+    from conftest import shared_cxr
     from gate_corpus import non_xray_scans
 
     from covidnet.data.records import read_metadata
     from covidnet.data.splits import split_records
 
+    metadata = shared_cxr() / "metadata.csv"
     model = covidnet.load(name, weights_dir=SHIPPED)
     corpus = non_xray_scans()
     flagged = sum(model.analyze(s, cam=None).flagged for _, _, s in corpus)
     assert flagged / len(corpus) >= 0.95
-    test = split_records(read_metadata(CXR_ROOT / "metadata.csv"), SHIPPED / "split.csv")["test"][::4]
+    test = split_records(read_metadata(metadata), SHIPPED / "split.csv")["test"][::4]
     real = sum(model.analyze(r.path, cam=None).flagged for r in test)
     assert real / len(test) <= 0.02
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, fmt, resolve_backbones
 from covidnet.data.locations import DEFAULT_SPLIT
 from covidnet.errors import CovidNetError
+from covidnet.provenance import recorded_path
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -54,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from covidnet.data.splits import split_records
 
     records = read_metadata(args.metadata, root=args.root)
-    data = f"{args.metadata}"
+    data = recorded_path(args.metadata)
     if args.split:
         records = split_records(records, args.split_file).get(args.split, [])
-        data += f", split {args.split!r} of {args.split_file}"
+        data += f", split {args.split!r} of {recorded_path(args.split_file)}"
     if not records:
         raise CovidNetError(f"No images to evaluate in {data}.")
     names = resolve_backbones(args.backbone, args.weights_dir)

@@ -14,6 +14,7 @@ from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
 from covidnet.errors import CovidNetError
 from covidnet.io.reading import SCAN_SUFFIXES, Scan, read_scan
 from covidnet.models.checkpoints import default_weights_dir
+from covidnet.provenance import recorded_path
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -114,7 +115,11 @@ def _lung_check(args: argparse.Namespace, corpus: list[Scan]) -> dict | None:
     frontal = lung_check_counts(segmenter, (read_scan(r.path) for r in records), len(records))
     flagged = frontal["no_lung_fields"] + frontal["lateral_view"]
     print(f"lung check: {flagged} of {frontal['n']} frontal chest X-rays flagged ({flagged / frontal['n']:.2%})")
-    return {"frontal_data": str(args.frontal), "frontal": frontal, "corpus": lung_check_counts(segmenter, corpus)}
+    return {
+        "frontal_data": recorded_path(args.frontal),
+        "frontal": frontal,
+        "corpus": lung_check_counts(segmenter, corpus),
+    }
 
 
 def read_corpus(folder: Path) -> list[tuple[str, str, Scan]]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from covidnet.classes import TASK, Task
+from covidnet.classes import TASK, Task, display_name
 from covidnet.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -168,3 +168,24 @@ def read_checkpoint_metadata(path: Path) -> CheckpointMetadata:
 def write_checkpoint_metadata(meta: CheckpointMetadata, path: Path) -> None:
     """Write ``meta`` to ``path`` as indented JSON."""
     path.write_text(meta.to_json())
+
+
+def listed(names: list[str]) -> str:
+    """Names in words: ``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def training_images(metas: list[CheckpointMetadata]) -> str:
+    """How many images the checkpoints learned from, read from their training records (never typed), e.g.
+    "densenet121 and resnet18 learned from 5,348 training images (1,452 COVID-19, 1,976 Normal, 1,920 Pneumonia);
+    mobilenet_v2 from 6,306 (…)"; empty when none has a training record."""
+    groups: dict[tuple[tuple[str, int], ...], list[str]] = {}
+    for meta in metas:
+        if meta.training is not None:
+            groups.setdefault(tuple(meta.training.train_images.items()), []).append(meta.backbone)
+    parts = []
+    for counts, names in groups.items():
+        total = f"{sum(n for _, n in counts):,}" + (" training images" if not parts else "")
+        per_class = ", ".join(f"{n:,} {display_name(label)}" for label, n in counts)
+        parts.append(f"{listed(names)}{' learned' if not parts else ''} from {total} ({per_class})")
+    return "; ".join(parts)
