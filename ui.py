@@ -160,8 +160,8 @@ def batch_rows(files: list[tuple[str, bytes]], backbones: list[str], *, heatmaps
 
 
 def batch_table(rows: list[dict], *, show_refused: bool) -> pd.DataFrame:
-    """The rows as the CSV's columns, for reading: the warnings as their messages, and the probabilities of the
-    scans the chest X-ray gate refused left empty unless ``show_refused``."""
+    """The rows as the CSV's columns, for reading: the classes by their display names, the warnings as their
+    messages, and the probabilities of the scans the chest X-ray gate refused left empty unless ``show_refused``."""
     import pandas as pd  # only the Batch page needs it (the app's other pages stay lighter)
 
     cells = []
@@ -169,6 +169,8 @@ def batch_table(rows: list[dict], *, show_refused: bool) -> pd.DataFrame:
         shown = flat(row)
         if row.get("flagged") and not show_refused:
             shown.update({f"p_{c}": None for c in row["probabilities"]})
+        if row.get("prediction"):
+            shown["prediction"] = covidnet.display_name(row["prediction"])
         if "warnings" in row:
             shown["warnings"] = "; ".join(w["message"] for w in row["warnings"])
         cells.append(shown)

@@ -167,7 +167,10 @@ def test_batch_refuses_what_the_gate_refuses_calls_a_lateral_view_lateral_and_do
     refused, accepted = table[table["flagged"].notna()], table[table["flagged"].isna()]
     probabilities = [f"p_{c}" for c in covidnet.CLASSES]
     assert refused["prediction"].isna().all() and refused[probabilities].isna().all().all()
-    assert accepted["prediction"].isin(covidnet.CLASSES).all() and accepted[probabilities].notna().all().all()
+    assert (
+        accepted["prediction"].isin([covidnet.display_name(c) for c in covidnet.CLASSES]).all()
+        and accepted[probabilities].notna().all().all()
+    )
     assert at.error and "refused 2 of 3 scans (dog.png, side.png)" in at.error[0].value
     assert "A lateral (side) view?" in table["warnings"].iloc[per_scan]
     for name, data in files:
