@@ -2,7 +2,7 @@
 
 Models are cached once per process (``st.cache_resource``) and shared by every browser session;
 analyses are cached per (file hash, backbone, CAM method, target) with a bound, and a session keeps its last
-Batch table, so that a rerun does not analyse the same files again.
+Batch rows, so that a rerun does not analyse the same files again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from covidnet.models import metadata, pretrained
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
+from covidnet.scoring.rows import COLUMNS, flat
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,38 +150,39 @@ def lung_share(result: Analysis) -> None:
             st.warning(warning.message)
 
 
-def table_row(result: Analysis) -> dict:
-    """``result.to_dict()`` flattened into table columns (the Batch page's CSV)."""
-    record = result.to_dict()
-    return {
-        "backbone": record["backbone"],
-        "prediction": covidnet.display_name(record["prediction"]),
-        **{f"p_{c}": round(p, 4) for c, p in record["probabilities"].items()},
-        "uncertain": record["uncertain"],
-        "not_chest_xray": result.flagged,
-        "warnings": "; ".join(w["message"] for w in record["warnings"]),
-    }
-
-
-def batch_table(files: list[tuple[str, bytes]], backbones: list[str]) -> pd.DataFrame:
-    """One row per file and backbone (or one error row per unreadable file), scored in batches by the CLI's
-    pipeline with a progress bar; the session keeps the last table, so a rerun with the same files and backbones
-    shows it again instead of analysing them again."""
-    import pandas as pd  # only the Batch page needs it (the app's other pages stay lighter)
-
-    key = (tuple((name, file_hash(data)) for name, data in files), tuple(backbones))
-    kept = st.session_state.get("batch-table")
+def batch_rows(files: list[tuple[str, bytes]], backbones: list[str], *, heatmaps: bool) -> list[dict]:
+    """The CLI's rows for the files (one per file and backbone, their ensemble's with several backbones, one error
+    row per unreadable file), scored in batches by the CLI's pipeline with a progress bar; ``heatmaps`` makes each
+    backbone's heatmap to measure it against the lungs. The session keeps the last rows, so a rerun with the same
+    files and choices shows them again instead of analysing the files again."""
+    key = (tuple((name, file_hash(data)) for name, data in files), tuple(backbones), heatmaps)
+    kept = st.session_state.get("batch-rows")
     if kept is not None and kept[0] == key:
         return kept[1]
     rows, done = [], 0
     progress = st.progress(0.0, text="Analysing…")
-    for block in score_blocks(files, [shared_model(b) for b in backbones], batch_size=BATCH_SIZE):
-        rows += [
-            {"scan": r.scan, **table_row(r.analysis)} if r.analysis else {"scan": r.scan, "error": r.error}
-            for r in block.results
-        ]
+    models = [shared_model(b) for b in backbones]
+    for block in score_blocks(files, models, batch_size=BATCH_SIZE, measure=heatmaps):
+        rows += [result.row() for result in block.results]
         done += block.scans
         progress.progress(done / len(files), text=f"{done} of {len(files)} scans")
-    table = pd.DataFrame(rows)
-    st.session_state["batch-table"] = (key, table)
-    return table
+    st.session_state["batch-rows"] = (key, rows)
+    return rows
+
+
+def batch_table(rows: list[dict], *, show_refused: bool) -> pd.DataFrame:
+    """The rows as the CSV's columns, for reading: the classes by their display names, the warnings as their
+    messages, and the probabilities of the scans the chest X-ray gate refused left empty unless ``show_refused``."""
+    import pandas as pd  # only the Batch page needs it (the app's other pages stay lighter)
+
+    cells = []
+    for row in rows:
+        shown = flat(row)
+        if row.get("flagged") and not show_refused:
+            shown.update({f"p_{c}": None for c in row["probabilities"]})
+        if row.get("prediction"):
+            shown["prediction"] = covidnet.display_name(row["prediction"])
+        if "warnings" in row:
+            shown["warnings"] = "; ".join(w["message"] for w in row["warnings"])
+        cells.append(shown)
+    return pd.DataFrame(cells, columns=list(COLUMNS))

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from scan_files import colour_photo, one_lung_field
 from streamlit.testing.v1 import AppTest
+from test_cli import covidnet_cli
 
 import covidnet
 import ui
@@ -126,7 +128,7 @@ def test_batch_gives_one_row_per_scan_and_backbone_and_keeps_going_past_errors(w
     files = [(p.name, p.read_bytes()) for p in real_scans[:2]] + [("broken.jpg", b"\xff\xd8 nope")]
     at = upload(page(PAGES[2]), *files)
     table = at.dataframe[0].value
-    assert len(table) == 2 * len(covidnet.backbones()) + 1
+    assert len(table) == 2 * (len(covidnet.backbones()) + 1) + 1  # each backbone and their ensemble, one error row
     assert table["error"].notna().sum() == 1
     assert len(at.get("download_button")) == 1
 
@@ -146,6 +148,55 @@ def test_batch_scores_files_once_across_reruns_on_the_clis_batched_path(with_wei
         assert (cells["scan"], cells["backbone"]) == (Path(row["scan"]).name, row["backbone"])
         shown = [cells[f"p_{c}"] for c in covidnet.CLASSES]
         assert shown == pytest.approx([row["probabilities"][c] for c in covidnet.CLASSES], abs=1e-4)
+
+
+def test_batch_refuses_what_the_gate_refuses_calls_a_lateral_view_lateral_and_downloads_the_clis_csv(
+    with_weights, real_scans, tmp_path, monkeypatch
+):
+    files = [("dog.png", colour_photo()), ("side.png", one_lung_field(real_scans[2]))]
+    files.append(("chest.jpg", real_scans[0].read_bytes()))
+    downloads = []
+    original = st.download_button
+    monkeypatch.setattr(
+        st, "download_button", lambda label, data, **k: (downloads.append(data), original(label, data, **k))[1]
+    )
+    at = upload(page(PAGES[2]), *files)
+    table = at.dataframe[0].value
+    per_scan = len(covidnet.backbones()) + 1
+    assert list(table["scan"]) == [name for name, _ in files for _ in range(per_scan)]
+    assert list(table["backbone"]) == [*covidnet.backbones(), "ensemble"] * 3
+    verdicts = ["not_chest_xray"] * per_scan + ["lateral_view"] * per_scan + [""] * per_scan
+    assert list(table["flagged"].fillna("")) == verdicts
+    refused, accepted = table[table["flagged"].notna()], table[table["flagged"].isna()]
+    probabilities = [f"p_{c}" for c in covidnet.CLASSES]
+    assert refused["prediction"].isna().all() and refused[probabilities].isna().all().all()
+    assert (
+        accepted["prediction"].isin([covidnet.display_name(c) for c in covidnet.CLASSES]).all()
+        and accepted[probabilities].notna().all().all()
+    )
+    assert at.error and "refused 2 of 3 scans (dog.png, side.png)" in at.error[0].value
+    assert "A lateral (side) view?" in table["warnings"].iloc[per_scan]
+    for name, data in files:
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    cli = covidnet_cli("--weights-dir", with_weights, "predict", *[n for n, _ in files], "--out", "rows.csv")
+    assert cli.returncode == 0, cli.stderr
+    assert downloads == [(tmp_path / "rows.csv").read_bytes().decode()]
+    at.checkbox(key="batch-anyway").check().run()
+    shown = at.dataframe[0].value
+    assert not at.exception and shown[probabilities].notna().all().all() and shown["prediction"].isna().sum() == 10
+
+
+def test_batch_measures_heatmaps_against_the_lungs_when_asked(with_weights, real_scans):
+    at = upload(page(PAGES[2]), (real_scans[1].name, real_scans[1].read_bytes()))
+    assert at.dataframe[0].value["heatmap_in_lungs"].isna().all()
+    at.toggle[0].set_value(True).run()
+    table = at.dataframe[0].value
+    members, combined = table[table["backbone"] != "ensemble"], table[table["backbone"] == "ensemble"]
+    assert not at.exception and members["heatmap_in_lungs"].between(0, 1).all()
+    assert combined["heatmap_in_lungs"].isna().all()
+    for share, notes in zip(members["heatmap_in_lungs"], members["warnings"], strict=True):
+        assert ("Most of what drove this prediction lies outside the lungs" in notes) == (share < 0.5)
 
 
 def test_model_card_renders_reports_with_charts(with_weights):

@@ -107,6 +107,9 @@ def _emit(row: dict, as_json: bool) -> None:
     elif "error" in row:
         print(f"{row['scan']}: ERROR {row['error']}", flush=True)
     else:
-        probs = "  ".join(f"{display_name(k)} {v:.3f}" for k, v in row["probabilities"].items())
         notes = "".join(f"  [{w['code']}]" for w in row["warnings"])
+        if row["flagged"]:
+            print(f"{row['scan']}  {row['backbone']}: no class, refused by the gate{notes}", flush=True)
+            return
+        probs = "  ".join(f"{display_name(k)} {v:.3f}" for k, v in row["probabilities"].items())
         print(f"{row['scan']}  {row['backbone']}: {display_name(row['prediction'])}  ({probs}){notes}", flush=True)
