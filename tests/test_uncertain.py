@@ -99,6 +99,14 @@ def test_calibrate_uncertain_records_each_threshold_and_writes_the_curves(weight
     vgg = read_checkpoint_metadata(weights / "vgg11_bn.json").thresholds
     assert vgg == read_checkpoint_metadata(checkpoint_paths("vgg11_bn")[1]).thresholds  # other weights: untouched
     assert report.models["ensemble"].weights_sha256 is None
+    # the ensemble's threshold holds only for exactly the backbones and weights it was chosen for
+    chosen_for = {n: m.weights_sha256 for n, m in report.models.items() if m.weights_sha256 is not None}
+    assert report.ensemble_threshold(chosen_for) == report.models["ensemble"].threshold
+    assert report.ensemble_threshold({**chosen_for, "vgg11_bn": "1" * 64}) is None
+    assert report.ensemble_threshold({n: s for n, s in chosen_for.items() if n != "vgg11_bn"}) is None
+    assert covidnet.ensemble_threshold(list(chosen_for), weights) is None  # vgg11_bn's weights here are others
+    agreement = report.agreement
+    assert agreement.n == 400 and 0 <= agreement.all_agree <= 1
     assert "uncertain below" in capsys.readouterr().out
 
 

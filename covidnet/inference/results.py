@@ -122,12 +122,6 @@ class Ensemble:
         """The first member's gate warning, when any member's gate flagged the scan."""
         return next((a.refusal for a in self.members.values() if a.refusal is not None), None)
 
-    @property
-    def uncertain(self) -> bool:
-        """Whether no class has a majority of the averaged probabilities (no threshold is validated for the
-        ensemble)."""
-        return self.probabilities[self.prediction] < MAJORITY
-
     def to_dict(self) -> dict[str, Any]:
         """The ensemble as an analysis's JSON-ready data, named ``ENSEMBLE``: its probabilities and prediction,
         the first member's lungs, the gate's refusal by any member and the warnings every member carries (no

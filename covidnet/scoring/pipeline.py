@@ -22,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from covidnet.assessment.ensemble_threshold import ensemble_threshold
 from covidnet.errors import CovidNetError
 from covidnet.inference.classifier import Prepared
 from covidnet.inference.predictor import Predictor, load
@@ -78,7 +79,11 @@ def score(
     predictors = [load(name, weights_dir=weights_dir) for name in names]
     inputs = [paths] if isinstance(paths, (str, Path)) else paths
     items = [(path, path) for path in scan_paths(inputs)]
-    for block in score_blocks(items, predictors, batch_size=batch_size, cam=cam, heatmaps=heatmaps, workers=workers):
+    below = ensemble_threshold(names, weights_dir) if len(names) > 1 else None
+    blocks = score_blocks(
+        items, predictors, batch_size=batch_size, cam=cam, heatmaps=heatmaps, workers=workers, ensemble_below=below
+    )
+    for block in blocks:
         yield from (result.row() for result in block.results)
 
 
@@ -92,12 +97,14 @@ def score_blocks(
     workers: int | None = None,
     done: Finished | None = None,
     measure: bool = False,
+    ensemble_below: float | None = None,
 ) -> Iterator[Block]:
     """The results of each batch of ``items``, one block per batch: a ``Scored`` per scan and predictor (and their
     ensemble's, with several), or one per unreadable scan; the (scan, backbone) pairs in ``done`` are left out.
     ``workers`` reading threads (default: one per CPU); the ``cam`` heatmaps are made, and their overlays written,
     only when ``heatmaps`` names a folder; ``measure`` makes them without writing them (their share inside the lungs
-    and the lung notes)."""
+    and the lung notes); ``ensemble_below`` is the ensemble's calibrated "uncertain" threshold
+    (``covidnet.ensemble_threshold``), if one is known for these predictors."""
     if batch_size < 1:
         raise CovidNetError(f"The batch size must be at least 1, not {batch_size}.")
     explain = cam if heatmaps is not None or measure else None
@@ -113,7 +120,7 @@ def score_blocks(
         reads = map(read, items) if pool is None else _ahead(pool, read, items, AHEAD * batch_size)
         while chunk := list(islice(reads, batch_size)):
             inputs = _prepare(chunk, predictors, shared, map if pool is None else pool.map)
-            results = _analyse(chunk, inputs, predictors, explain, heatmaps, done or Finished())
+            results = _analyse(chunk, inputs, predictors, explain, heatmaps, done or Finished(), ensemble_below)
             drawn = [(r.analysis, r.heatmap) for r in results if r.heatmap is not None]
             list(map(_save_overlay, drawn) if pool is None else pool.map(_save_overlay, drawn))
             yield Block(len(chunk), results)
@@ -183,6 +190,7 @@ def _analyse(
     cam: str | None,
     heatmaps: Path | None,
     done: Finished,
+    ensemble_below: float | None,
 ) -> list[Scored]:
     readable = [r for r in chunk if r.scan is not None]
     by_predictor = [
@@ -203,7 +211,7 @@ def _analyse(
             path = heatmap_path(heatmaps, scan.name, predictor.backbone, cam) if drawn else None
             results.append(Scored(scan.name, analysis, heatmap=path))
         if len(members) > 1 and (scan.name, ENSEMBLE) not in done:
-            results.append(Scored(scan.name, ensemble(members)))
+            results.append(Scored(scan.name, ensemble(members, ensemble_below)))
     return results
 
 
