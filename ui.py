@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 import covidnet
+from covidnet.assessment.ensemble_calibration import unseen_agreement
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
 from covidnet.models import metadata, pretrained
@@ -24,6 +25,7 @@ from covidnet.scoring.rows import COLUMNS, flat
 
 if TYPE_CHECKING:
     import pandas as pd
+    import plotly.graph_objects as go
 
 DISCLAIMER = (
     "**Research and teaching demo — not a medical device.** CovidNet must not be used to diagnose, treat or "
@@ -186,3 +188,40 @@ def batch_table(rows: list[dict], *, show_refused: bool) -> pd.DataFrame:
             shown["warnings"] = "; ".join(w["message"] for w in row["warnings"])
         cells.append(shown)
     return pd.DataFrame(cells, columns=list(COLUMNS))
+
+
+def answer(result: Analysis) -> str:
+    """A backbone's answer in words: its class and probability, or "uncertain" below its threshold."""
+    top = result.probabilities[result.prediction]
+    name = covidnet.display_name(result.prediction)
+    return f"uncertain ({name} {top:.0%})" if result.uncertain else f"{name} — {top:.0%}"
+
+
+def agreement_caveat(agree: bool) -> None:
+    """What agreement is worth, measured on films from sources no backbone trained on (never reassurance)."""
+    measured = unseen_agreement()
+    if measured is None or measured.right_when_all_agree is None:
+        st.caption("Agreement between backbones is not evidence that the answer is right.")
+        return
+    st.caption(
+        f"Agreement is not evidence that the answer is right: on {measured.n} films from a source none of them "
+        f"trained on ({measured.films}), all backbones gave the same class on {measured.all_agree:.0%} of films "
+        f"and that class was wrong on {1 - measured.right_when_all_agree:.0%} of those."
+        + ("" if agree else " When they disagree, treat every answer as uncertain.")
+    )
+
+
+def probability_bars(results: dict[str, Analysis], combined: covidnet.Ensemble) -> go.Figure:
+    """One chart: each backbone's and the ensemble's probability of every class, side by side on one scale."""
+    import plotly.graph_objects as go
+
+    labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
+    bars = [(b, r.probabilities) for b, r in results.items()] + [("ensemble", combined.probabilities)]
+    figure = go.Figure(
+        [go.Bar(name=b, x=labels, y=[p[c] for c in covidnet.CLASSES], texttemplate="%{y:.0%}") for b, p in bars]
+    )
+    figure.update_layout(
+        barmode="group", yaxis={"range": [0, 1], "tickformat": ".0%"}, height=320,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h"},
+    )  # fmt: skip
+    return figure
