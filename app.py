@@ -1,13 +1,13 @@
-"""CovidNet's Streamlit app: the page frame and navigation. Pages live in pages/; model code in covidnet/."""
+"""CovidNet's Streamlit app: the page frame and navigation. Pages live in pages/ (each shows the disclaimer once,
+under its title); model code in covidnet/."""
+
+from pathlib import Path
 
 import streamlit as st
 
-import ui
+ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"  # served by the app: no request to an outside host
 
-st.set_page_config(page_title="CovidNet — chest X-ray demo", page_icon=":material/pulmonology:", layout="wide")
-with st.sidebar:
-    st.warning(ui.DISCLAIMER)
-
+st.set_page_config(page_title="CovidNet — chest X-ray demo", page_icon=str(ICON), layout="wide")
 page = st.navigation(
     [
         st.Page("pages/analyse.py", title="Analyse", icon=":material/search:", default=True),

@@ -2,7 +2,7 @@
 
 Models are cached once per process (``st.cache_resource``) and shared by every browser session;
 analyses are cached per (file hash, backbone, CAM method, target) with a bound, and a session keeps its last
-Batch table, so that a rerun does not analyse the same files again.
+Batch rows, so that a rerun does not analyse the same files again.
 """
 
 from __future__ import annotations
@@ -14,17 +14,20 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 import covidnet
+from covidnet.assessment.ensemble_calibration import unseen_agreement
 from covidnet.inference.drawing import colour_scale
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
-from covidnet.models import pretrained
+from covidnet.models import metadata, pretrained
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.models.metadata import Thresholds
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
+from covidnet.scoring.rows import COLUMNS, flat
 
 if TYPE_CHECKING:
     import pandas as pd
+    import plotly.graph_objects as go
 
 DISCLAIMER = (
     "**Research and teaching demo — not a medical device.** CovidNet must not be used to diagnose, treat or "
@@ -48,9 +51,19 @@ def trained() -> list[str]:
 
 
 @st.cache_resource
+def trained_metadata() -> list[covidnet.CheckpointMetadata]:
+    """The verified metadata of the backbones with trained weights."""
+    return [verify_checkpoint(name) for name in trained()]
+
+
 def how_started() -> str:
     """How the installed backbones' training started, from their verified metadata (e.g. "… trained from scratch")."""
-    return pretrained.how_started([verify_checkpoint(name) for name in trained()])
+    return pretrained.how_started(trained_metadata())
+
+
+def training_images() -> str:
+    """How many images the installed backbones learned from, from their verified metadata (never typed)."""
+    return metadata.training_images(trained_metadata())
 
 
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, show_spinner=False)
@@ -64,6 +77,7 @@ def file_hash(data: bytes) -> str:
 
 
 def disclaimer() -> None:
+    """The disclaimer, under the page's title: every page shows it exactly once."""
     st.caption(DISCLAIMER)
 
 
@@ -131,8 +145,8 @@ def lung_share(result: Analysis) -> None:
     """Under a heatmap: how much of it lies inside the lungs, and the alarm when most of it lies outside."""
     if result.lungs is None:
         st.caption("No lung segmenter is installed, so the heatmap is not measured against the lungs.")
-    elif result.heatmap_in_lungs is None:
-        st.caption("No lung fields were found on this image, so the heatmap is not measured against them.")
+    elif result.heatmap_in_lungs is None:  # the gate's banner says what was found instead
+        st.caption("No frontal pair of lungs was found, so the heatmap is not measured against the lungs.")
     else:
         st.caption(f"{result.heatmap_in_lungs:.0%} of the heatmap is inside the lungs.")
     for warning in result.warnings:
@@ -169,11 +183,18 @@ def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None
 
 
 def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
-    if result.uncertain_below is None or t.uncertain_target_accuracy is None:
-        return "that no class has a majority (no validation threshold is recorded for these weights)"
+    if result.uncertain_below is None or t.uncertain_max_wrong is None:
+        return "that no class has a majority (no threshold is recorded for these weights)"
+    checked = (
+        f"; on the held-back half of those films it answered {t.answered_share:.0%} of them, "
+        f"{t.answered_accuracy:.0%} of those answers right"
+        if t.answered_share is not None and t.answered_accuracy is not None
+        else ""
+    )
     return (
-        f"that the most likely class has less than {result.uncertainty_threshold:.0%}: answers at or above that were "
-        f"at least {t.uncertain_target_accuracy:.0%} accurate on the {t.uncertain_chosen_on}, answers below it less"
+        f"that the most likely class has less than {result.uncertainty_threshold:.0%}, so this model does not answer: "
+        f"on {t.uncertain_chosen_on}, the answers at or above it were wrong on at most {t.uncertain_max_wrong:.0%} "
+        f"of all films{checked}"
     )
 
 
@@ -198,38 +219,76 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
-def table_row(result: Analysis) -> dict:
-    """``result.to_dict()`` flattened into table columns (the Batch page's CSV)."""
-    record = result.to_dict()
-    return {
-        "backbone": record["backbone"],
-        "prediction": covidnet.display_name(record["prediction"]),
-        **{f"p_{c}": round(p, 4) for c, p in record["probabilities"].items()},
-        "uncertain": record["uncertain"],
-        "not_chest_xray": result.flagged,
-        "warnings": "; ".join(w["message"] for w in record["warnings"]),
-    }
-
-
-def batch_table(files: list[tuple[str, bytes]], backbones: list[str]) -> pd.DataFrame:
-    """One row per file and backbone (or one error row per unreadable file), scored in batches by the CLI's
-    pipeline with a progress bar; the session keeps the last table, so a rerun with the same files and backbones
-    shows it again instead of analysing them again."""
-    import pandas as pd  # only the Batch page needs it (the app's other pages stay lighter)
-
-    key = (tuple((name, file_hash(data)) for name, data in files), tuple(backbones))
-    kept = st.session_state.get("batch-table")
+def batch_rows(files: list[tuple[str, bytes]], backbones: list[str], *, heatmaps: bool) -> list[dict]:
+    """The CLI's rows for the files (one per file and backbone, their ensemble's with several backbones, one error
+    row per unreadable file), scored in batches by the CLI's pipeline with a progress bar; ``heatmaps`` makes each
+    backbone's heatmap to measure it against the lungs. The session keeps the last rows, so a rerun with the same
+    files and choices shows them again instead of analysing the files again."""
+    key = (tuple((name, file_hash(data)) for name, data in files), tuple(backbones), heatmaps)
+    kept = st.session_state.get("batch-rows")
     if kept is not None and kept[0] == key:
         return kept[1]
     rows, done = [], 0
     progress = st.progress(0.0, text="Analysing…")
-    for block in score_blocks(files, [shared_model(b) for b in backbones], batch_size=BATCH_SIZE):
-        rows += [
-            {"scan": r.scan, **table_row(r.analysis)} if r.analysis else {"scan": r.scan, "error": r.error}
-            for r in block.results
-        ]
+    models = [shared_model(b) for b in backbones]
+    for block in score_blocks(files, models, batch_size=BATCH_SIZE, measure=heatmaps):
+        rows += [result.row() for result in block.results]
         done += block.scans
         progress.progress(done / len(files), text=f"{done} of {len(files)} scans")
-    table = pd.DataFrame(rows)
-    st.session_state["batch-table"] = (key, table)
-    return table
+    st.session_state["batch-rows"] = (key, rows)
+    return rows
+
+
+def batch_table(rows: list[dict], *, show_refused: bool) -> pd.DataFrame:
+    """The rows as the CSV's columns, for reading: the classes by their display names, the warnings as their
+    messages, and the probabilities of the scans the chest X-ray gate refused left empty unless ``show_refused``."""
+    import pandas as pd  # only the Batch page needs it (the app's other pages stay lighter)
+
+    cells = []
+    for row in rows:
+        shown = flat(row)
+        if row.get("flagged") and not show_refused:
+            shown.update({f"p_{c}": None for c in row["probabilities"]})
+        if row.get("prediction"):
+            shown["prediction"] = covidnet.display_name(row["prediction"])
+        if "warnings" in row:
+            shown["warnings"] = "; ".join(w["message"] for w in row["warnings"])
+        cells.append(shown)
+    return pd.DataFrame(cells, columns=list(COLUMNS))
+
+
+def answer(result: Analysis) -> str:
+    """A backbone's answer in words: its class and probability, or "uncertain" below its threshold."""
+    top = result.probabilities[result.prediction]
+    name = covidnet.display_name(result.prediction)
+    return f"uncertain ({name} {top:.0%})" if result.uncertain else f"{name} — {top:.0%}"
+
+
+def agreement_caveat(agree: bool) -> None:
+    """What agreement is worth, measured on films from sources no backbone trained on (never reassurance)."""
+    measured = unseen_agreement()
+    if measured is None or measured.right_when_all_agree is None:
+        st.caption("Agreement between backbones is not evidence that the answer is right.")
+        return
+    st.caption(
+        f"Agreement is not evidence that the answer is right: on {measured.n} films from a source none of them "
+        f"trained on ({measured.films}), all backbones gave the same class on {measured.all_agree:.0%} of films "
+        f"and that class was wrong on {1 - measured.right_when_all_agree:.0%} of those."
+        + ("" if agree else " When they disagree, treat every answer as uncertain.")
+    )
+
+
+def probability_bars(results: dict[str, Analysis], combined: covidnet.Ensemble) -> go.Figure:
+    """One chart: each backbone's and the ensemble's probability of every class, side by side on one scale."""
+    import plotly.graph_objects as go
+
+    labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
+    bars = [(b, r.probabilities) for b, r in results.items()] + [("ensemble", combined.probabilities)]
+    figure = go.Figure(
+        [go.Bar(name=b, x=labels, y=[p[c] for c in covidnet.CLASSES], texttemplate="%{y:.0%}") for b, p in bars]
+    )
+    figure.update_layout(
+        barmode="group", yaxis={"range": [0, 1], "tickformat": ".0%"}, height=320,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h"},
+    )  # fmt: skip
+    return figure

@@ -9,6 +9,7 @@ A research and teaching demo, not a medical device.
     >>> rows = list(covidnet.score("scans/", backbones=["resnet18"]))  # batched, one row per scan and backbone
 """
 
+from covidnet.assessment.ensemble_calibration import ensemble_threshold
 from covidnet.classes import CLASSES, TASK, display_name
 from covidnet.errors import (
     CheckpointError,
@@ -50,6 +51,7 @@ __all__ = [
     "default_backbone",
     "display_name",
     "ensemble",
+    "ensemble_threshold",
     "load",
     "read_scan",
     "score",

@@ -1,7 +1,9 @@
-"""What makes a training run reproducible and traceable: seeding every generator, and the code's commit."""
+"""What makes a training run reproducible and traceable: seeding every generator, the code's commit, and paths
+recorded relative to the repository (never the absolute paths of the machine that wrote them)."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from pathlib import Path
@@ -10,6 +12,7 @@ import numpy as np
 import torch
 
 PACKAGE = Path(__file__).resolve().parent
+REPOSITORY = PACKAGE.parent
 
 
 def seed_everything(seed: int) -> None:
@@ -29,3 +32,9 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def recorded_path(path: str | os.PathLike) -> str:
+    """``path`` as metadata and reports record it: relative to the repository, e.g. ``weights/split.csv`` or
+    ``../shared/data/cxr`` (a relative ``path`` is taken from the working directory)."""
+    return Path(os.path.relpath(os.path.abspath(path), REPOSITORY)).as_posix()

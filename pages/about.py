@@ -25,8 +25,9 @@ cannot rule COVID-19 in or out; a PCR or antigen test does. Never use CovidNet t
    validation split) and the Grad-CAM heatmap for the chosen class.
 
 ### Limitations
-- How the installed models started: {ui.how_started() or "no model is installed"}; all then learned from the
-  public images the model card counts.
+- How the installed models started: {ui.how_started() or "no model is installed"}.
+- What they learned from, as their metadata records it: {ui.training_images() or "not recorded"}. The model card
+  counts these public images by source and split.
 - Most pneumonia images are from young children, and COVID-19 images from adults: the models can partly tell
   *age and hospital* rather than disease. The model card measures this with occlusion and source-probe checks.
 - Heatmaps show where the model looked, not where disease is. A heatmap on a marker, a tube or the image border

@@ -40,13 +40,14 @@ top = result.probabilities[result.prediction]
 if result.uncertain:
     chosen = meta.thresholds
     basis = (
-        f"this model was less than {chosen.uncertain_target_accuracy:.0%} accurate on its {chosen.uncertain_chosen_on}"
-        if result.uncertain_below is not None and chosen.uncertain_target_accuracy is not None
-        else "no class has a majority (no validation threshold is recorded for these weights)"
+        f"on {chosen.uncertain_chosen_on}, the answers at or above it were wrong on at most "
+        f"{chosen.uncertain_max_wrong:.0%} of all films"
+        if result.uncertain_below is not None and chosen.uncertain_max_wrong is not None
+        else "no class has a majority (no threshold is recorded for these weights)"
     )
     st.warning(
         f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {top:.0%}. "
-        f"Below {result.uncertainty_threshold:.0%} {basis}."
+        f"Below {result.uncertainty_threshold:.0%} this model does not answer: {basis}."
     )
 else:
     st.subheader(f"{covidnet.display_name(result.prediction)} — {top:.0%}")

@@ -2,7 +2,6 @@
 
 import math
 
-import plotly.graph_objects as go
 import streamlit as st
 
 import covidnet
@@ -28,31 +27,37 @@ except covidnet.CovidNetError as error:
 
 if not ui.gate_passed([w for r in results.values() for w in r.warnings], key="compare-anyway"):
     st.stop()
-combined = covidnet.ensemble(list(results.values()))
+combined = covidnet.ensemble(list(results.values()), covidnet.ensemble_threshold(list(results)))
 interest = covidnet.TASK.of_interest
 covid = [r.probabilities[interest] for r in results.values()]
 best = combined.prediction
-summary = "All backbones agree" if combined.agree else "The backbones disagree"
-st.subheader(f"Ensemble: {covidnet.display_name(best)} — {combined.probabilities[best]:.0%}")
+top = combined.probabilities[best]
+if combined.uncertain:
+    st.warning(
+        f"**Ensemble: uncertain.** Its most likely class, {covidnet.display_name(best)}, has only {top:.0%}, "
+        f"below its threshold of {combined.uncertainty_threshold:.0%}."
+    )
+else:
+    st.subheader(f"Ensemble: {covidnet.display_name(best)} — {top:.0%}")
+answers = ", ".join(f"{b}: {ui.answer(r)}" for b, r in results.items())
+agreement = "All backbones give the same class" if combined.agree else "The backbones give different classes"
 st.markdown(
-    f"{summary} ({', '.join(f'{b}: {covidnet.display_name(r.prediction)}' for b, r in results.items())}). "
-    f"{covidnet.display_name(interest)} probability ranges "
+    f"{agreement} ({answers}). {covidnet.display_name(interest)} probability ranges "
     f"from {min(covid):.0%} to {max(covid):.0%} (spread {max(covid) - min(covid):.0%})."
 )
+ui.agreement_caveat(combined.agree)
 ui.other_warnings(next(iter(results.values())).warnings)
 
-labels = [covidnet.display_name(c) for c in covidnet.CLASSES]
+left, right = st.columns([1, 2])
+left.image(scan.image, caption=f"{name} (original)", width="stretch")
+right.plotly_chart(ui.probability_bars(results, combined), width="stretch", key="bars-all")
+
 per_row = len(results) if len(results) <= 3 else math.ceil(len(results) / 2)  # four backbones: a 2 × 2 grid
 columns = [column for start in range(0, len(results), per_row) for column in st.columns(per_row)]
 for column, (backbone, result) in zip(columns, results.items(), strict=False):
     with column:
-        st.markdown(f"**{backbone}** — {covidnet.display_name(result.prediction)}")
+        st.markdown(f"**{backbone}** — {ui.answer(result)}")
         drawn = result.overlay(lung_outline=outline)
         st.image(drawn, caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
         ui.lung_share(result)
-        figure = go.Figure(go.Bar(x=labels, y=list(result.probabilities.values()), texttemplate="%{y:.0%}"))
-        figure.update_layout(
-            yaxis={"range": [0, 1], "tickformat": ".0%"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}
-        )
-        st.plotly_chart(figure, width="stretch", key=f"bars-{backbone}")
         st.caption(f"{result.seconds:.2f} s")

@@ -17,7 +17,12 @@ from covidnet.assessment.check_tables import (
     shortcut_table,
 )
 from covidnet.assessment.metrics import CONFIDENCE
-from covidnet.assessment.report_files import find_familiarity_report, find_gate_report, read_reports
+from covidnet.assessment.report_files import (
+    find_familiarity_report,
+    find_gate_report,
+    find_uncertain_report,
+    read_reports,
+)
 from covidnet.assessment.tables import REPORT_TITLES, results_table, shown
 from covidnet.models.checkpoints import default_weights_dir
 
@@ -88,6 +93,37 @@ for column, (name, report) in zip(columns, reports.items(), strict=True):
             margin={"t": 40, "b": 10},
         )
         st.plotly_chart(reliability, width="stretch", key=f"rel-{name}")
+
+uncertain = find_uncertain_report(reports_dir)
+if uncertain is not None and model in uncertain.models:
+    st.header('When a model says "uncertain"')
+    calibration = uncertain.models[model]
+    held_back = calibration.checked
+    st.markdown(
+        f'{model} answers when its top probability reaches {calibration.threshold:.0%} and says "uncertain" below '
+        f"it. The threshold was chosen on films from sources it never trained on ({calibration.unseen}): the lowest "
+        f"at which at most {uncertain.max_wrong_answered:.0%} of those films are answered wrongly. On the other half "
+        f"of them ({held_back.n} films, other patients) it answered {held_back.answered:.0%}, and "
+        f"{held_back.accuracy or 0:.0%} of those answers were right. The curves show the trade: each point is a "
+        "threshold, with the share of films answered and how many of those answers were right."
+    )
+    curves = go.Figure()
+    for title, points in (("internal test", calibration.internal_curve), ("unseen sources", calibration.unseen_curve)):
+        curves.add_scatter(
+            x=[p.answered for p in points], y=[p.accuracy for p in points], mode="lines+markers", name=title,
+            text=[f"threshold {p.threshold:.2f}" for p in points],
+        )  # fmt: skip
+    chosen = next(p for p in calibration.unseen_curve if p.threshold == calibration.threshold)
+    curves.add_scatter(
+        x=[chosen.answered], y=[chosen.accuracy], mode="markers", marker={"size": 14, "symbol": "star"},
+        name=f"its threshold ({calibration.threshold:.2f})",
+    )  # fmt: skip
+    curves.update_layout(
+        xaxis={"title": "share of films answered", "tickformat": ".0%", "range": [0, 1]},
+        yaxis={"title": "right among those answered", "tickformat": ".0%", "range": [0, 1]},
+        height=380,
+    )
+    st.plotly_chart(curves, width="stretch", key="risk-coverage")
 
 st.header("Shortcut checks")
 st.markdown(shortcut_table(reports))

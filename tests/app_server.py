@@ -60,8 +60,9 @@ def serve_app(
         process.wait(timeout=20)
 
 
-def open_sidebar_page(page, title: str, timeout_ms: float = 60_000) -> None:
-    """Click the sidebar link ``title`` and wait until that page's own heading is drawn. The link's text is on
-    every page, so waiting for the text alone returns at once and the next upload lands on the page being left."""
+def open_sidebar_page(page, title: str, timeout_ms: float = 60_000, *, heading: str | None = None) -> None:
+    """Click the sidebar link ``title`` and wait until that page's own heading (``heading``, default ``title``) is
+    drawn. The link's text is on every page, so waiting for the text alone returns at once and the next upload lands
+    on the page being left."""
     page.get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout_ms)
+    page.get_by_role("heading", name=heading or title, exact=True).wait_for(timeout=timeout_ms)

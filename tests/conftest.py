@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,19 @@ from covidnet.models.registry import build_model, get_spec
 CXR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 TEST_INPUT_SIZE = 128  # small inputs keep the suite fast; the real input sizes are in the registry
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+# An absolute path inside a longer text ("split 'val' of /work/main/weights/split.csv"), not a URL's or a fraction's.
+ABSOLUTE_INSIDE = re.compile(r"(?<![\w.):/])/[A-Za-z_][\w.-]*/")
+
+
+def absolute_paths(value) -> list[str]:
+    """Every string in a JSON value (keys too) that is or holds an absolute path of this machine's kind."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in absolute_paths(k) + absolute_paths(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in absolute_paths(v)]
+    if isinstance(value, str) and (os.path.isabs(value) or ABSOLUTE_INSIDE.search(value)):
+        return [value]
+    return []
 
 
 def lively(model: torch.nn.Module, head: str) -> torch.nn.Module:
@@ -52,14 +66,19 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def shared_cxr() -> Path:
+    """The shared chest X-ray set's folder (``../shared/data/cxr``); where it is absent, the calling test or fixture
+    is skipped with that reason."""
+    if not (CXR_ROOT / "metadata.csv").exists():
+        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
+    return CXR_ROOT
+
+
 @pytest.fixture(scope="session")
 def real_scans() -> list[Path]:
     """One real scan per class from the shared chest X-ray set (skipped where it is absent)."""
-    metadata = CXR_ROOT / "metadata.csv"
-    if not metadata.exists():
-        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
     chosen: dict[str, Path] = {}
-    with metadata.open() as f:
+    with (shared_cxr() / "metadata.csv").open() as f:
         for row in csv.DictReader(f):
             chosen.setdefault(row["label"], CXR_ROOT / row["path"])
     return [chosen[label] for label in covidnet.CLASSES]

@@ -6,12 +6,15 @@ import io
 import struct
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
+
+from covidnet.io.reading import read_scan
 
 W, H = 160, 120
 
@@ -122,3 +125,15 @@ def odd_inputs() -> list[tuple[str, bytes]]:
         ("report.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"),
         ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="400" height="400"></svg>'),
     ]
+
+
+def colour_photo() -> bytes:
+    """A colour picture (no radiograph is coloured): the chest X-ray gate refuses it whatever the weights."""
+    return encode(Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)), "PNG")
+
+
+def one_lung_field(frontal: Path) -> bytes:
+    """The right 45% of a frontal film: one lung field where a frontal view shows two side by side, as a lateral
+    view shows (the shared set holds no lateral film; the gate calls the shared pneumonia film's a lateral view)."""
+    image = read_scan(frontal).image
+    return encode(image.crop((int(image.width * 0.55), 0, image.width, image.height)), "PNG")

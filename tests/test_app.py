@@ -11,12 +11,17 @@ import numpy as np
 import pytest
 import streamlit as st
 from conftest import SHIPPED
+from scan_files import colour_photo, one_lung_field
 from streamlit.testing.v1 import AppTest
+from test_cli import covidnet_cli
 
 import covidnet
+import ui
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.report_files import find_familiarity_report
 from covidnet.assessment.report_schema import SCHEMA_VERSION
+from covidnet.models.checkpoints import verify_checkpoint
+from covidnet.notices import WarningCode
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/analyse.py", "pages/compare.py", "pages/batch.py", "pages/model_card.py", "pages/about.py"]
@@ -106,7 +111,7 @@ def test_analyse_explains_its_signs_with_the_figures_measured_for_the_shipped_we
     assert f"below {cut:.0%}, the worst {tail:.0%} of validation films" in text
     assert f"its median was {t.heatmap_in_lungs_median:.0%}" in text
     assert f"less than {t.uncertain_below:.0%}" in text
-    assert f"at least {t.uncertain_target_accuracy:.0%} accurate" in text
+    assert f"wrong on at most {t.uncertain_max_wrong:.0%} of all films" in text
     assert f"a right one {measured.wrong_auroc_unseen['value']:.0%} of the time" in text
     assert ("so the note is not shown" in text) == (not measured.shown)
     assert expander.get("image")[0].captions == ["Colour scale: blue = little evidence, red = the most"]
@@ -135,10 +140,13 @@ def test_a_bundled_sample_can_be_analysed_with_one_click(with_weights):
 def test_compare_runs_every_backbone_side_by_side(with_weights, real_scans):
     at = upload(page(PAGES[1]), (real_scans[2].name, real_scans[2].read_bytes()))
     shown = texts(at)
-    assert "Ensemble:" in shown and ("agree" in shown)
-    assert len(at.get("plotly_chart")) == len(covidnet.backbones())
+    assert "Ensemble:" in shown and ("give the same class" in shown or "give different classes" in shown)
+    assert "not evidence that the answer is right" in shown  # agreement is never reported as reassurance
+    assert len(at.get("plotly_chart")) == 1  # every backbone and the ensemble on one scale
+    captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
+    assert f"{real_scans[2].name} (original)" in captions
     for name in covidnet.backbones():
-        assert f"**{name}**" in shown
+        assert f"**{name}** — " in shown
     assert len(re.findall(r"\d+% of the heatmap is inside the lungs", shown)) == len(covidnet.backbones())
 
 
@@ -146,7 +154,7 @@ def test_batch_gives_one_row_per_scan_and_backbone_and_keeps_going_past_errors(w
     files = [(p.name, p.read_bytes()) for p in real_scans[:2]] + [("broken.jpg", b"\xff\xd8 nope")]
     at = upload(page(PAGES[2]), *files)
     table = at.dataframe[0].value
-    assert len(table) == 2 * len(covidnet.backbones()) + 1
+    assert len(table) == 2 * (len(covidnet.backbones()) + 1) + 1  # each backbone and their ensemble, one error row
     assert table["error"].notna().sum() == 1
     assert len(at.get("download_button")) == 1
 
@@ -166,6 +174,55 @@ def test_batch_scores_files_once_across_reruns_on_the_clis_batched_path(with_wei
         assert (cells["scan"], cells["backbone"]) == (Path(row["scan"]).name, row["backbone"])
         shown = [cells[f"p_{c}"] for c in covidnet.CLASSES]
         assert shown == pytest.approx([row["probabilities"][c] for c in covidnet.CLASSES], abs=1e-4)
+
+
+def test_batch_refuses_what_the_gate_refuses_calls_a_lateral_view_lateral_and_downloads_the_clis_csv(
+    with_weights, real_scans, tmp_path, monkeypatch
+):
+    files = [("dog.png", colour_photo()), ("side.png", one_lung_field(real_scans[2]))]
+    files.append(("chest.jpg", real_scans[0].read_bytes()))
+    downloads = []
+    original = st.download_button
+    monkeypatch.setattr(
+        st, "download_button", lambda label, data, **k: (downloads.append(data), original(label, data, **k))[1]
+    )
+    at = upload(page(PAGES[2]), *files)
+    table = at.dataframe[0].value
+    per_scan = len(covidnet.backbones()) + 1
+    assert list(table["scan"]) == [name for name, _ in files for _ in range(per_scan)]
+    assert list(table["backbone"]) == [*covidnet.backbones(), "ensemble"] * 3
+    verdicts = ["not_chest_xray"] * per_scan + ["lateral_view"] * per_scan + [""] * per_scan
+    assert list(table["flagged"].fillna("")) == verdicts
+    refused, accepted = table[table["flagged"].notna()], table[table["flagged"].isna()]
+    probabilities = [f"p_{c}" for c in covidnet.CLASSES]
+    assert refused["prediction"].isna().all() and refused[probabilities].isna().all().all()
+    assert (
+        accepted["prediction"].isin([covidnet.display_name(c) for c in covidnet.CLASSES]).all()
+        and accepted[probabilities].notna().all().all()
+    )
+    assert at.error and "refused 2 of 3 scans (dog.png, side.png)" in at.error[0].value
+    assert "A lateral (side) view?" in table["warnings"].iloc[per_scan]
+    for name, data in files:
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    cli = covidnet_cli("--weights-dir", with_weights, "predict", *[n for n, _ in files], "--out", "rows.csv")
+    assert cli.returncode == 0, cli.stderr
+    assert downloads == [(tmp_path / "rows.csv").read_bytes().decode()]
+    at.checkbox(key="batch-anyway").check().run()
+    shown = at.dataframe[0].value
+    assert not at.exception and shown[probabilities].notna().all().all() and shown["prediction"].isna().sum() == 10
+
+
+def test_batch_measures_heatmaps_against_the_lungs_when_asked(with_weights, real_scans):
+    at = upload(page(PAGES[2]), (real_scans[1].name, real_scans[1].read_bytes()))
+    assert at.dataframe[0].value["heatmap_in_lungs"].isna().all()
+    at.toggle[0].set_value(True).run()
+    table = at.dataframe[0].value
+    members, combined = table[table["backbone"] != "ensemble"], table[table["backbone"] == "ensemble"]
+    assert not at.exception and members["heatmap_in_lungs"].between(0, 1).all()
+    assert combined["heatmap_in_lungs"].isna().all()
+    for share, notes in zip(members["heatmap_in_lungs"], members["warnings"], strict=True):
+        assert ("Most of what drove this prediction lies outside the lungs" in notes) == (share < 0.5)
 
 
 def test_model_card_renders_reports_with_charts(with_weights):
@@ -223,3 +280,58 @@ def test_a_colour_photo_is_flagged_and_its_probabilities_hidden_until_asked(with
     assert len(at.get("plotly_chart")) == 0
     at.checkbox(key="analyse-anyway").check().run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
+
+
+def disclaimers(at: AppTest) -> int:
+    """How many elements of the page, sidebar included, show the disclaimer."""
+    kinds = ("markdown", "caption", "warning", "info", "error", "success", "toast")
+    return sum(ui.DISCLAIMER.split("**")[1] in str(e.value) for kind in kinds for e in at.get(kind))
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_shows_the_disclaimer_exactly_once(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("COVIDNET_WEIGHTS", str(tmp_path))
+    assert disclaimers(page(path)) == 1
+
+
+def test_about_counts_the_training_images_from_the_shipped_metadata(monkeypatch):
+    monkeypatch.delenv("COVIDNET_WEIGHTS", raising=False)
+    shipped = [verify_checkpoint(name) for name in covidnet.trained_backbones()]
+    text = texts(page(PAGES[4]))
+    assert shipped and all(meta.training is not None for meta in shipped)
+    for meta in shipped:
+        total, per_class = sum(meta.training.train_images.values()), meta.training.train_images
+        assert f" {total:,} " in text and all(f"{n:,} {covidnet.display_name(c)}" in text for c, n in per_class.items())
+    assert "about 5,300" not in text
+
+
+def half_films(scans: list[Path]) -> list[bytes]:
+    """The left and right halves of real frontal films, as PNG: one lung field each, as a lateral view shows."""
+    import io
+
+    halves = []
+    for path in scans:
+        image = covidnet.read_scan(path).image
+        width, height = image.size
+        for box in ((0, 0, width // 2, height), (width // 2, 0, width, height)):
+            buffer = io.BytesIO()
+            image.crop(box).save(buffer, "PNG")
+            halves.append(buffer.getvalue())
+    return halves
+
+
+def test_a_lateral_films_banner_and_its_heatmap_caption_agree(with_weights, real_scans):
+    backbone = covidnet.default_backbone(covidnet.backbones())
+    model = covidnet.load(backbone, weights_dir=with_weights)
+    lateral = next(
+        data
+        for data in half_films(real_scans)
+        if WarningCode.LATERAL_VIEW in [w.code for w in model.analyze(data, cam=None).warnings]
+    )
+    at = upload(page(PAGES[0]), ("side.png", lateral))
+    assert at.error and "found one lung field" in at.error[0].value
+    at.checkbox(key="analyse-anyway").check().run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert "No frontal pair of lungs was found, so the heatmap is not measured against the lungs." in captions
+    assert not any("No lung fields were found" in c for c in captions)

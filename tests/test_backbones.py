@@ -156,6 +156,32 @@ def test_how_training_started_is_read_from_the_metadata_never_assumed():
     assert "from scratch" not in how_started([meta("mobilenet_v2", "imagenet", record)])
 
 
+def test_how_many_images_each_model_learned_from_is_read_from_its_training_record():
+    from dataclasses import replace
+
+    from covidnet.models.metadata import CheckpointMetadata, TrainingRecord, training_images
+
+    def meta(name: str, counts: list[int] | None) -> CheckpointMetadata:
+        plain = CheckpointMetadata(name, name, 128, "", 0, 0)
+        if counts is None:
+            return plain
+        record = TrainingRecord("data", "", dict(zip(CLASSES, counts, strict=True)), {}, [], {}, 1, [], 1.0, "", "")
+        return replace(plain, training=record)
+
+    older, newer = [1452, 1976, 1920], [1452, 2254, 2600]
+    sentence = training_images([meta("resnet18", older), meta("vgg11_bn", older), meta("mobilenet_v2", newer),
+                                meta("untrained", None)])  # fmt: skip
+
+    def words(counts: list[int]) -> str:
+        return ", ".join(f"{n:,} {covidnet.display_name(c)}" for c, n in zip(CLASSES, counts, strict=True))
+
+    assert sentence == (
+        f"resnet18 and vgg11_bn learned from 5,348 training images ({words(older)}); "
+        f"mobilenet_v2 from 6,306 ({words(newer)})"
+    )
+    assert "untrained" not in sentence and training_images([meta("untrained", None)]) == ""
+
+
 def test_the_app_offers_the_backbone_measured_best_outside_first_where_it_is_installed():
     assert covidnet.default_backbone(["resnet18", "densenet121", "vgg11_bn", "mobilenet_v2"]) == "mobilenet_v2"
     assert covidnet.default_backbone(["densenet121", "vgg11_bn"]) == "densenet121"

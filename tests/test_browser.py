@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from app_server import FLAGS, open_sidebar_page, serve_app
 
 import covidnet
+import ui
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = Path(os.environ.get("COVIDNET_SCREENSHOTS", ROOT / "runs" / "screenshots"))
@@ -68,3 +70,34 @@ def test_compare_page_shows_every_backbone(server, browser, real_scans):
     assert_no_exception(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+
+
+# Each page's sidebar link and its heading, in the order of the navigation.
+PAGES = {"Compare backbones": "Compare backbones", "Batch": "Batch analysis", "Model card": "Model card",
+         "About": "About CovidNet"}  # fmt: skip
+
+
+def test_no_page_asks_an_outside_host_and_each_shows_the_disclaimer_once(server, browser, real_scans):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(server, wait_until="networkidle")
+    page.locator('input[type="file"]').first.set_input_files(str(real_scans[2]))
+    page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=120_000)
+    phrase = ui.DISCLAIMER.split("**")[1]  # "Research and teaching demo — not a medical device."
+    finished = '[data-test-script-state="notRunning"]'  # the page's script has run to its end
+    page.wait_for_selector(finished, timeout=60_000)
+    shown = {"Analyse": page.inner_text("body").count(phrase)}
+    for title, heading in PAGES.items():
+        open_sidebar_page(page, title, heading=heading)
+        page.wait_for_selector(finished, timeout=60_000)
+        shown[title] = page.inner_text("body").count(phrase)
+    assert_no_exception(page)
+    assert shown == {title: 1 for title in ("Analyse", *PAGES)}
+    local = urlparse(server).netloc
+    assert any(urlparse(url).netloc == local for url in asked)  # the requests were recorded
+    outside = {url for url in asked if urlparse(url).scheme in ("http", "https") and urlparse(url).netloc != local}
+    assert sorted(outside) == []
+    assert "What it is not" in page.inner_text("body")  # the About page was drawn to its end
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "about.png"), full_page=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scan_files import colour_photo, one_lung_field
 
 import covidnet
 from covidnet.cli import main
@@ -77,17 +78,54 @@ def test_predict_all_backbones_prints_one_json_row_per_scan_and_backbone(weights
     result = covidnet_cli("predict", real_scans[0], "--backbone", "all", "--json", weights=weights_dir)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["backbone"] for r in rows] == covidnet.backbones()
+    assert [r["backbone"] for r in rows] == [*covidnet.backbones(), "ensemble"]
     for row in rows:
         assert list(row) == [
-            "scan", "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "unfamiliarity",
-            "lungs", "warnings", "heatmap",
+            "scan", "backbone", "probabilities", "prediction", "uncertain", "flagged", "heatmap_in_lungs",
+            "unfamiliarity", "lungs", "warnings", "heatmap",
         ]  # fmt: skip
         assert row["lungs"]["plausible"] and row["heatmap_in_lungs"] is None  # no heatmap without --heatmaps
         assert set(row["probabilities"]) == set(covidnet.CLASSES)
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)
         assert row["heatmap"] is None and row["warnings"] == [] and row["unfamiliarity"] is None  # none fitted
+
+
+def test_a_scan_the_gate_refuses_gets_no_class_and_a_lateral_view_is_called_lateral(weights_dir, real_scans, tmp_path):
+    (tmp_path / "dog.png").write_bytes(colour_photo())
+    (tmp_path / "side.png").write_bytes(one_lung_field(real_scans[2]))
+    scans = [tmp_path / "dog.png", tmp_path / "side.png", real_scans[0]]
+    result = covidnet_cli("predict", *scans, "--backbone", "all", "--json", weights=weights_dir)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    by_scan = {str(scan): [r for r in rows if r["scan"] == str(scan)] for scan in scans}
+    for scan, verdict in zip(scans, ["not_chest_xray", "lateral_view", None], strict=True):
+        assert [r["backbone"] for r in by_scan[str(scan)]] == [*covidnet.backbones(), "ensemble"]
+        for row in by_scan[str(scan)]:
+            assert row["flagged"] == verdict
+            assert verdict in [w["code"] for w in row["warnings"]] or verdict is None
+            assert set(row["probabilities"]) == set(covidnet.CLASSES)  # kept for programs, but no class
+            assert (row["prediction"] is None) == (row["uncertain"] is None) == (verdict is not None)
+    text = covidnet_cli("predict", tmp_path / "dog.png", "--backbone", "resnet18", weights=weights_dir)
+    assert "resnet18: no class, refused by the gate  [not_chest_xray]" in text.stdout
+    assert not any(covidnet.display_name(c) in text.stdout for c in covidnet.CLASSES)
+
+
+def test_several_backbones_give_each_scan_an_ensemble_row_averaging_their_probabilities(weights_dir, real_scans):
+    result = covidnet_cli("predict", *real_scans[:2], "--backbone", "all", "--json", weights=weights_dir)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    per_scan = len(covidnet.backbones()) + 1
+    assert [r["backbone"] for r in rows] == [*covidnet.backbones(), "ensemble"] * 2
+    for start in (0, per_scan):
+        *members, combined = rows[start : start + per_scan]
+        assert {r["scan"] for r in members} == {combined["scan"]}
+        for c in covidnet.CLASSES:
+            mean = sum(m["probabilities"][c] for m in members) / len(members)
+            assert combined["probabilities"][c] == pytest.approx(mean, abs=1e-6)
+        assert combined["prediction"] == max(combined["probabilities"], key=combined["probabilities"].get)
+        assert combined["lungs"] == members[0]["lungs"] and combined["heatmap"] is None
+    one = covidnet_cli("predict", real_scans[0], "--backbone", "resnet18", "--json", weights=weights_dir)
+    assert [json.loads(line)["backbone"] for line in one.stdout.splitlines()] == ["resnet18"]
 
 
 def test_a_folder_with_a_broken_file_gives_one_error_row_and_exit_1(weights_dir, scan_dir, tmp_path):

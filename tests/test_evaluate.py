@@ -1,19 +1,20 @@
 """`covidnet evaluate` on a CSV of real scans that is not ours (only path,label), with a broken row; what an
-evaluated split records in the checkpoints' metadata; the "uncertain" threshold."""
+evaluated split records in the checkpoints' metadata."""
 
 import csv
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import absolute_paths
 
 import covidnet
 from covidnet.assessment import metrics as metrics_module
 from covidnet.assessment.evaluate import record_in_metadata
-from covidnet.assessment.report_files import read_report
-from covidnet.assessment.thresholds import uncertain_below, uncertainty_threshold
+from covidnet.assessment.report_files import read_report, write_report
 from covidnet.cli import main
 from covidnet.models.artifacts import sha256_of
 from covidnet.models.checkpoints import checkpoint_paths, verify_checkpoint
@@ -66,8 +67,31 @@ def test_report_has_every_metric_for_each_backbone_and_the_ensemble(weights_dir,
     assert sum(row.n for row in gate.by_source.values()) == 9
     assert sum(row.flagged for row in gate.by_class.values()) == gate.flagged
     assert report.command.startswith("covidnet ")
+    films = report.films  # every film, and each backbone's calibrated probabilities of it
+    assert len(films.labels) == 9 and set(films.probabilities) == set(covidnet.backbones())
+    assert np.allclose(films.of_model("resnet18").sum(axis=1), 1, atol=1e-4)
+    ensemble_accuracy = (films.of_model("ensemble").argmax(1) == films.label_indices()).mean()
+    assert ensemble_accuracy == pytest.approx(report.ensemble.metrics.accuracy.value)
     # a CSV that is no split of ours records nothing in the checkpoints' metadata
     assert {p.name: p.read_bytes() for p in weights_dir.glob("*.json")} == metadata_before
+
+
+def test_shortcut_checks_are_reused_only_from_a_report_of_the_same_weights_on_the_same_films(
+    weights_dir, foreign_csv, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(metrics_module, "BOOTSTRAP_ROUNDS", 20)
+    argv = ["--weights-dir", str(weights_dir), "evaluate", "--metadata", str(foreign_csv), "--backbone", "resnet18"]
+    assert main([*argv, "--out", str(tmp_path / "first.json")]) == 0
+    first = read_report(tmp_path / "first.json")
+    measured = first.backbones["resnet18"]
+    marked = replace(measured.shortcuts, accuracy_lungs_masked=0.123)  # a value no measurement here gives
+    for name, sha in (("same", measured.weights_sha256), ("other", "0" * 64)):
+        earlier = replace(first, backbones={"resnet18": replace(measured, shortcuts=marked, weights_sha256=sha)})
+        write_report(earlier, tmp_path / f"{name}.json")
+        out = tmp_path / f"from_{name}.json"
+        assert main([*argv, "--reuse-checks", str(tmp_path / f"{name}.json"), "--out", str(out)]) == 0
+    assert read_report(tmp_path / "from_same.json").backbones["resnet18"].shortcuts == marked
+    assert read_report(tmp_path / "from_other.json").backbones["resnet18"].shortcuts == measured.shortcuts
 
 
 def test_a_csv_without_the_needed_columns_is_a_usage_error(weights_dir, tmp_path, capsys):
@@ -96,20 +120,23 @@ def test_the_validation_split_records_metrics_and_the_uncertain_threshold_in_the
         writer.writerow(["sha256", "phash", "split", "round"])
         writer.writerows([f"{k:064x}", f"{k:016x}", "val" if k % 2 else "test", 1] for k in range(len(rows)))
     pts = {name: sha256_of(checkpoint_paths(name, weights)[0]) for name in covidnet.backbones()}
+    thresholds = {n: read_checkpoint_metadata(checkpoint_paths(n, weights)[1]).thresholds for n in covidnet.backbones()}
 
     argv = ["--weights-dir", str(weights), "evaluate", "--metadata", str(labelled), "--root", str(foreign_csv.parent)]
     argv += ["--split", "val", "--split-file", str(split), "--no-shortcuts", "--out", str(tmp_path / "val.json")]
     assert main(argv) == 0
 
-    assert "recorded metrics.validation and thresholds.uncertain_below" in capsys.readouterr().out
+    assert "recorded metrics.validation in the metadata of" in capsys.readouterr().out
     report = read_report(tmp_path / "val.json")
+    assert absolute_paths(json.loads((tmp_path / "val.json").read_text())) == []  # given absolute paths
     for name in covidnet.backbones():
         meta = read_checkpoint_metadata(checkpoint_paths(name, weights)[1])
         measured = report.backbones[name].metrics
-        assert meta.thresholds.uncertain_below == uncertainty_threshold(measured.selective)
+        assert meta.thresholds == thresholds[name]  # chosen on unseen sources (calibrate-uncertain), not here
         assert meta.metrics["validation"]["n"] == report.n == len(rows) // 2
         assert meta.metrics["validation"]["macro_auc"]["value"] == measured.macro_auc.value
         assert meta.metrics["validation"]["ece"]["after_temperature"] == measured.ece
+        assert absolute_paths(meta.metrics) == []
         assert sha256_of(checkpoint_paths(name, weights)[0]) == pts[name]  # the .pt is never touched
         verify_checkpoint(name, weights)
 
@@ -131,17 +158,3 @@ def test_a_report_of_other_weights_is_not_recorded(weights_dir, tmp_path):
     assert meta.metrics["internal_test"]["n"] == committed.n and meta.thresholds.uncertain_below is None
     changed = {p.name for p in weights.glob("*.json") if p.read_bytes() != before[p.name]}
     assert changed == {"resnet18.json"}  # the others measured other weights
-
-
-def test_the_uncertain_threshold_is_the_lowest_top_probability_at_which_predictions_were_accurate_enough():
-    # 100 images whose top probability is 0.4 for 20 (10 wrong), 0.6 for 30 (6 wrong) and 0.9 for 50 (1 wrong):
-    # at a threshold of 0.35 or 0.4, 83% are right; from 0.45 to 0.6, 73 of 80 (91%); from 0.65 to 0.9, 49 of 50
-    top = np.repeat([0.4, 0.6, 0.9], [20, 30, 50])
-    labels = np.zeros(100, dtype=int)
-    probabilities = np.column_stack([top, (1 - top) / 2, (1 - top) / 2])
-    wrong = np.r_[np.arange(10), 20 + np.arange(6), 50]
-    probabilities[wrong] = probabilities[wrong][:, [1, 0, 2]]  # the top probability is then on a wrong class
-
-    assert uncertain_below(probabilities, labels) == pytest.approx(0.65)  # the first at which 95% were right
-    assert uncertain_below(probabilities, labels, target_accuracy=0.9) == 0.5  # 0.45 would do: never below a majority
-    assert uncertain_below(probabilities, labels, target_accuracy=0.99) == pytest.approx(0.95)  # none: the highest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,11 +14,11 @@ from conftest import CXR_ROOT, SHIPPED
 
 import covidnet
 from covidnet.assessment.card_sections import familiarity_section
-from covidnet.assessment.evaluate import record_in_metadata
 from covidnet.assessment.familiarity_measure import MIN_ABOVE, MIN_WRONG_AUROC, RULE, measure_backbone, record_verdict
 from covidnet.assessment.familiarity_report import FamiliarityReport
 from covidnet.assessment.film_features import film_features
-from covidnet.assessment.report_files import find_familiarity_report, read_report, write_familiarity_report
+from covidnet.assessment.report_files import find_familiarity_report, write_familiarity_report
+from covidnet.assessment.uncertain_report import record_thresholds
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import split_records
 from covidnet.inference.analysis import familiarity_notes
@@ -74,11 +75,11 @@ def test_fitting_records_a_verified_signal_with_its_threshold_and_the_lung_cut_f
 
 def test_choosing_the_uncertain_threshold_keeps_the_lung_cut_and_the_signal(fitted):
     folder, _, meta = fitted
-    committed = read_report(SHIPPED / "reports" / "validation.json")
-    ours = dataclasses.replace(committed.backbones["resnet18"], weights_sha256=meta.sha256)
-    assert record_in_metadata(dataclasses.replace(committed, backbones={"resnet18": ours}), "validation", folder)
+    checked = SimpleNamespace(answered=0.5, accuracy=0.9)
+    chosen = SimpleNamespace(threshold=0.7, unseen="unseen films", weights_sha256=meta.sha256, checked=checked)
+    assert record_thresholds(SimpleNamespace(max_wrong_answered=0.05, models={"resnet18": chosen}), folder)
     after = read_checkpoint_metadata(folder / "resnet18.json")
-    assert after.thresholds.uncertain_below is not None and after.familiarity == meta.familiarity
+    assert after.thresholds.uncertain_below == 0.7 and after.familiarity == meta.familiarity
     assert after.thresholds.heatmap_in_lungs_below == meta.thresholds.heatmap_in_lungs_below
 
 

@@ -105,17 +105,18 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 @pytest.mark.slow
 @pytest.mark.parametrize("name", shipped_backbones())  # every shipped model has a gate; missing weights fail
 def test_shipped_gates_flag_non_xrays_and_pass_real_test_xrays(name):
-    from conftest import CXR_ROOT
+    from conftest import shared_cxr
     from gate_corpus import non_xray_scans
 
     from covidnet.data.records import read_metadata
     from covidnet.data.splits import split_records
 
+    metadata = shared_cxr() / "metadata.csv"
     model = covidnet.load(name, weights_dir=SHIPPED)
     corpus = non_xray_scans()
     flagged = sum(model.analyze(s, cam=None).flagged for _, _, s in corpus)
     assert flagged / len(corpus) >= 0.95
-    test = split_records(read_metadata(CXR_ROOT / "metadata.csv"), SHIPPED / "split.csv")["test"][::4]
+    test = split_records(read_metadata(metadata), SHIPPED / "split.csv")["test"][::4]
     real = sum(model.analyze(r.path, cam=None).flagged for r in test)
     assert real / len(test) <= 0.02
 
@@ -159,3 +160,42 @@ def test_a_backbone_can_use_another_backbones_gate(weights_dir, real_scans, tmp_
 def test_mahalanobis_with_the_identity_is_the_euclidean_distance():
     stats = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     assert mahalanobis(stats, torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)).tolist() == [5, 0]
+
+
+def test_fit_gate_fits_a_backbone_without_a_gate_from_its_own_stages(weights_dir, real_scans, tmp_path):
+    """`covidnet fit-gate` on a tiny split of real scans: the gate file is written and recorded (it once failed
+    because a predictor without a fitted gate recorded no stages)."""
+    import csv
+    import shutil
+
+    from covidnet.cli import main
+    from covidnet.models.artifacts import sha256_of
+    from covidnet.models.checkpoints import checkpoint_paths
+    from covidnet.models.metadata import read_checkpoint_metadata
+
+    for path in checkpoint_paths("resnet18", weights_dir):
+        shutil.copy(path, tmp_path / path.name)
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for k in range(12):  # each real scan turned by a few degrees: twelve different films
+        path = data / f"scan{k}.png"
+        Image.open(real_scans[k % len(real_scans)]).convert("L").rotate(k).save(path)
+        rows.append({"path": path.name, "label": covidnet.CLASSES[k % 3], "sha256": sha256_of(path)})
+    with (data / "metadata.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with (tmp_path / "split.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sha256", "phash", "split", "round"])
+        writer.writerows([r["sha256"], f"{k:016x}", "train" if k < 8 else "val", 1] for k, r in enumerate(rows))
+
+    argv = ["--weights-dir", str(tmp_path), "fit-gate", "--backbone", "resnet18", "--data", str(data)]
+    assert main([*argv, "--split-file", str(tmp_path / "split.csv")]) == 0
+
+    meta = read_checkpoint_metadata(tmp_path / "resnet18.json")
+    assert meta.gate is not None and meta.gate.backbone == "resnet18"
+    assert "8 training images" in meta.gate.fitted_on and "4 validation images" in meta.gate.threshold_from
+    assert sha256_of(tmp_path / meta.gate.file) == meta.gate.sha256
+    assert covidnet.load("resnet18", weights_dir=tmp_path).gate.fitted

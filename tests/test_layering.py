@@ -17,7 +17,7 @@ ALLOWED = {
     "io": {"models"},
     "models": set(),
     "inference": {"io", "models", "lungs"},
-    "scoring": {"io", "models", "lungs", "inference"},
+    "scoring": {"io", "models", "lungs", "inference", "assessment"},  # the ensemble threshold the calibration chose
     "lungs": {"io", "models"},
     "data": {"io", "models"},
     "assessment": {"io", "models", "inference", "lungs", "data"},

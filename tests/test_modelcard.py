@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CXR_ROOT
+from conftest import shared_cxr
 
 import covidnet
-from covidnet.assessment import card_data, card_sections, check_tables, model_card, tables
+from covidnet.assessment import card_data, card_sections, card_uncertain, check_tables, model_card, tables
 from covidnet.assessment.evaluation_report import EvaluationReport
 from covidnet.assessment.gate_report import GateReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
@@ -71,6 +71,7 @@ def report_record(weights: Path, *, lungs_masked: float) -> dict:
 
 
 def test_model_card_and_readme_table_come_from_the_reports_and_touch_no_metadata(weights_dir, tmp_path):
+    metadata = shared_cxr() / "metadata.csv"
     weights = tmp_path / "weights"
     shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
     reports = weights / "reports"
@@ -91,7 +92,7 @@ def test_model_card_and_readme_table_come_from_the_reports_and_touch_no_metadata
     out = tmp_path / "model_card.md"
     metadata_before = {p.name: p.read_bytes() for p in weights.glob("*.json")}
 
-    markdown = write_model_card(reports, weights, CXR_ROOT / "metadata.csv", SPLIT, out, readme)
+    markdown = write_model_card(reports, weights, metadata, SPLIT, out, readme)
 
     assert out.read_text() == markdown
     for section in ("## Intended use", "Not for clinical use", "## Data", "## Results", "## Shortcut checks",
@@ -126,6 +127,7 @@ def test_the_covid_pneumonia_confound_is_named_only_when_no_training_source_hold
 
 
 def test_model_card_shows_per_source_results_and_leave_one_source_out_when_measured(weights_dir, tmp_path):
+    metadata = shared_cxr() / "metadata.csv"
     weights = tmp_path / "weights"
     shutil.copytree(weights_dir, weights, ignore=shutil.ignore_patterns("reports"))
     reports = weights / "reports"
@@ -143,7 +145,7 @@ def test_model_card_shows_per_source_results_and_leave_one_source_out_when_measu
                                         "sources": {"nih-chestxray8": left_out}})  # fmt: skip
     write_leave_one_out_report(loso, reports / f"{LEAVE_ONE_OUT_REPORT}.json")
 
-    markdown = write_model_card(reports, weights, CXR_ROOT / "metadata.csv", SPLIT, tmp_path / "card.md", None)
+    markdown = write_model_card(reports, weights, metadata, SPLIT, tmp_path / "card.md", None)
 
     by_source = markdown.split("### By data source")[1]
     assert "| Internal test (patient-level split) | resnet18 | nih-chestxray8 (repo/nih) | 40 (0 / 25 / 15) | 0.625 " \
@@ -310,7 +312,7 @@ def test_the_figure_detector_catches_the_kinds_of_stale_figures_seen_before():
 
 
 @pytest.mark.parametrize(
-    "module", [model_card, card_data, card_sections, tables, check_tables], ids=lambda m: m.__name__
+    "module", [model_card, card_data, card_sections, card_uncertain, tables, check_tables], ids=lambda m: m.__name__
 )
 def test_the_generator_and_the_tables_hold_no_figure_of_their_own(module):
     found = {literal: figures(literal) for literal in prose_literals(module) if figures(literal)}

@@ -244,7 +244,8 @@ def test_an_analysis_serialises_once_for_every_consumer(weights_dir, scans):
     result = covidnet.load("resnet18", weights_dir=weights_dir).analyze(scans[0], cam=None)
     record = result.to_dict()
     assert set(record) == {
-        "backbone", "probabilities", "prediction", "uncertain", "heatmap_in_lungs", "unfamiliarity", "lungs", "warnings"
+        "backbone", "probabilities", "prediction", "uncertain", "flagged", "heatmap_in_lungs", "unfamiliarity", "lungs",
+        "warnings",
     }  # fmt: skip
     assert record["uncertain"] == (max(result.probabilities.values()) < result.uncertainty_threshold)
     assert json.loads(json.dumps(record)) == record
@@ -258,3 +259,24 @@ def test_the_ensemble_averages_its_members(weights_dir, scans):
     assert combined.agree == (len({m.prediction for m in members}) == 1)
     with pytest.raises(covidnet.CovidNetError):
         covidnet.ensemble([])
+
+
+def test_an_ensemble_serialises_as_an_analysis_and_has_no_class_when_any_member_is_refused(weights_dir, scans):
+    members = [covidnet.load(name, weights_dir=weights_dir).analyze(scans[0], cam=None) for name in BACKBONES[:2]]
+    first_frame = covidnet.ScanWarning(covidnet.WarningCode.FIRST_FRAME, "first frame only")
+    outside = covidnet.ScanWarning(covidnet.WarningCode.HEATMAP_OUTSIDE_LUNGS, "outside")
+    members = [dataclasses.replace(members[0], warnings=[first_frame, outside]),
+               dataclasses.replace(members[1], warnings=[first_frame])]  # fmt: skip
+    record = covidnet.ensemble(members).to_dict()
+    assert list(record) == list(members[0].to_dict())
+    assert record["backbone"] == "ensemble" and record["heatmap_in_lungs"] is None
+    assert record["prediction"] == max(record["probabilities"], key=record["probabilities"].get)
+    assert record["uncertain"] == (max(record["probabilities"].values()) < 0.5)
+    assert [w["code"] for w in record["warnings"]] == ["first_frame"]  # what every member says
+    lateral = covidnet.ScanWarning(covidnet.WarningCode.LATERAL_VIEW, "side view")
+    refused = covidnet.ensemble([members[0], dataclasses.replace(members[1], warnings=[first_frame, lateral])])
+    record = refused.to_dict()
+    assert record["prediction"] is None and record["uncertain"] is None and record["flagged"] == "lateral_view"
+    assert [w["code"] for w in record["warnings"]] == ["lateral_view", "first_frame"]
+    alone = dataclasses.replace(members[1], warnings=[lateral]).to_dict()
+    assert (alone["prediction"], alone["uncertain"], alone["flagged"]) == (None, None, "lateral_view")

@@ -70,7 +70,7 @@ def test_the_ray_engine_writes_the_rows_of_the_local_engine(ray_installed, weigh
     result = run_with_ray("--weights-dir", weights_dir, *common, "--engine", "ray", "--out", distributed)
     assert result.returncode == 1, result.stderr[-3000:]  # the broken file
     rows, expected = sorted_rows(distributed), sorted_rows(local)
-    assert len(rows) == 4 * len(covidnet.backbones()) + 1 and sum(r["error"] is not None for r in rows) == 1
+    assert len(rows) == 4 * (len(covidnet.backbones()) + 1) + 1 and sum(r["error"] is not None for r in rows) == 1
     for row, want in zip(rows, expected, strict=True):
         assert row == pytest.approx(want, abs=1e-5)
 

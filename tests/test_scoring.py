@@ -128,7 +128,7 @@ def test_batch_size_n_gives_the_rows_of_batch_size_1_with_error_rows_in_place(we
     assert {Path(r["scan"]).name for r in errors} >= {"empty.png", "truncated.png", "bomb.png", "compressed.dcm"}
     assert all(set(r) == {"scan", "error"} and r["error"] for r in errors)
     good = [r for r in five if "error" not in r]
-    assert len(good) == (len(files) - len(errors)) * len(names)
+    assert len(good) == (len(files) - len(errors)) * (len(names) + 1)  # each backbone and their ensemble
     assert all(sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for r in good)
 
 

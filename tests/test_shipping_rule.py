@@ -15,8 +15,8 @@ _spec.loader.exec_module(rule)
 
 
 def test_the_rule_reads_the_committed_reports_and_refuses_a_model_worse_on_unseen_sources():
-    incumbent = rule.measure("resnet18", ROOT / "weights", ROUNDS / "loso_r18old")
-    candidate = rule.measure("mobilenet_v2", ROOT / "weights", ROUNDS / "loso_tl")
+    incumbent = rule.measure("resnet18", ROOT / "docs/experiments/i20_shipped", ROUNDS / "loso_r18old")
+    candidate = rule.measure("mobilenet_v2", ROOT / "docs/experiments/i20_shipped", ROUNDS / "loso_tl")
     assert incumbent.films == candidate.films == 484 + 669 + 974  # ieee8023, and every NIH and RSNA pool film
     assert candidate.pneumonia_found["rsna-lung-opacity"] > incumbent.pneumonia_found["rsna-lung-opacity"]
     ships, reasons = rule.verdict(incumbent, candidate)

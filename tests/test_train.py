@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CXR_ROOT, SHIPPED
+from conftest import SHIPPED, shared_cxr
 from PIL import Image
 
 import covidnet
@@ -26,9 +26,7 @@ SPLIT = Path(__file__).resolve().parents[1] / "weights" / "split.csv"
 
 
 def config(tmp_path: Path, **changes) -> TrainConfig:
-    if not (CXR_ROOT / "metadata.csv").exists():
-        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
-    settings = dict(backbone="resnet18", data=CXR_ROOT, split_file=SPLIT, out=tmp_path / "weights", epochs=1,
+    settings = dict(backbone="resnet18", data=shared_cxr(), split_file=SPLIT, out=tmp_path / "weights", epochs=1,
                     input_size=64, limit=30, workers=0, state_dir=tmp_path / "runs", batch_size=16)  # fmt: skip
     return TrainConfig(**{**settings, **changes})
 
@@ -85,7 +83,7 @@ def test_training_against_source_shortcuts_records_every_choice_and_its_model_is
     for path in lungs_paths(SHIPPED):
         shutil.copy(path, tmp_path / "weights")
     model = covidnet.load("resnet18", weights_dir=tmp_path / "weights")
-    scan = covidnet.read_scan(next((CXR_ROOT / "images").rglob("*.jpg")))
+    scan = covidnet.read_scan(next((shared_cxr() / "images").rglob("*.jpg")))
     box = model.segmenter.segment_batch([scan.image])[0].box
     expected = build_transform(meta)(scan.image, box)  # the recorded crop and equalisation, no augmentation
     assert torch.equal(model.prepare(scan).tensor, expected)
@@ -93,9 +91,10 @@ def test_training_against_source_shortcuts_records_every_choice_and_its_model_is
 
 @pytest.mark.slow
 def test_leave_one_source_out_trains_without_the_source_and_measures_on_all_of_it(tmp_path):
-    rows = list(csv.DictReader((CXR_ROOT / "metadata.csv").open()))[::100]  # a small slice of every source
+    root = shared_cxr()
+    rows = list(csv.DictReader((root / "metadata.csv").open()))[::100]  # a small slice of every source
     for row in rows:
-        row["path"] = str(CXR_ROOT / row["path"])
+        row["path"] = str(root / row["path"])
     subset = tmp_path / "data" / "metadata.csv"
     subset.parent.mkdir()
     with subset.open("w", newline="") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CXR_ROOT
+from conftest import shared_cxr
 
 from covidnet.cli import main
 from covidnet.errors import CovidNetError, TrainingSetupError
@@ -31,16 +31,17 @@ def test_training_on_data_without_images_prints_what_to_check_and_fails(tmp_path
 
 
 def test_holding_out_a_source_that_matches_nothing_prints_the_known_sources_and_fails(tmp_path, capsys):
-    if not (CXR_ROOT / "metadata.csv").exists():
-        pytest.skip(f"the shared chest X-ray set is not at {CXR_ROOT}")
-    assert main(_train_args(tmp_path, CXR_ROOT, "--holdout", "no-such-source")) != 0
+    assert main(_train_args(tmp_path, shared_cxr(), "--holdout", "no-such-source")) != 0
     err = capsys.readouterr().err
     assert err.startswith("covidnet: no scans from source 'no-such-source'; known: ") and "Traceback" not in err
 
 
-def test_unknown_option_values_are_covidnet_errors(tmp_path):
+def test_an_unknown_augmentation_is_a_training_setup_error():
     with pytest.raises(TrainingSetupError, match="unknown augmentation 'mixup'"):
         augmentation("mixup")
-    config = TrainConfig("resnet18", CXR_ROOT, SPLIT, tmp_path, crop="ribs")
+
+
+def test_an_unknown_crop_is_a_covidnet_error(tmp_path):
+    config = TrainConfig("resnet18", shared_cxr(), SPLIT, tmp_path, crop="ribs")
     with pytest.raises(CovidNetError, match="unknown crop 'ribs'; choose none or lungs"):
         train(config)

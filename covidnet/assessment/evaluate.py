@@ -30,6 +30,7 @@ from covidnet.assessment.evaluation_report import (
     ShortcutChecks,
     Unreadable,
 )
+from covidnet.assessment.films import Films
 from covidnet.assessment.forward import forward_all
 from covidnet.assessment.metric_records import Metrics, SourceMetrics
 from covidnet.assessment.metrics import (
@@ -39,7 +40,6 @@ from covidnet.assessment.metrics import (
     source_summary,
     summarise,
 )
-from covidnet.assessment.report_schema import VALIDATION
 from covidnet.assessment.shortcuts import (
     heatmap_in_lungs_summary,
     mask_borders,
@@ -49,7 +49,6 @@ from covidnet.assessment.shortcuts import (
     source_probe,
     with_image,
 )
-from covidnet.assessment.thresholds import TARGET_ACCURACY, uncertainty_threshold
 from covidnet.classes import CLASSES
 from covidnet.data.records import Record
 from covidnet.errors import ScanError
@@ -72,9 +71,12 @@ def evaluate(
     weights_dir: Path | None = None,
     shortcuts: bool = True,
     archives: dict[Path, str] | None = None,
+    earlier: EvaluationReport | None = None,
 ) -> EvaluationReport:
     """Evaluate ``backbones`` on ``records`` (unreadable images are counted, not fatal); ``archives`` (image path →
-    archive, ``archives.archives_beside``) adds the within-archive COVID-19 vs pneumonia AUC."""
+    archive, ``archives.archives_beside``) adds the within-archive COVID-19 vs pneumonia AUC. The shortcut checks
+    of a backbone that an ``earlier`` report measured with the same weights on the same films are taken from it
+    (they are deterministic and the slowest part)."""
     scans, kept, unreadable = [], [], []
     for record in tqdm(records, desc="reading", unit="scan"):
         try:
@@ -95,11 +97,10 @@ def evaluate(
         probabilities = torch.softmax(logits / predictor.meta.temperature, 1).numpy()
         raw = torch.softmax(logits, 1).numpy()
         metrics = _metrics(probabilities, labels, groups, name)
-        checks = (
-            _shortcut_checks(predictor, scans, lungs, kept, labels, logits.argmax(1).numpy(), outputs.features.numpy())
-            if shortcuts and lungs is not None
-            else None
-        )
+        checks = _reusable_checks(earlier, name, predictor.meta.sha256, kept) if shortcuts else None
+        if checks is None and shortcuts and lungs is not None:
+            predicted, features = logits.argmax(1).numpy(), outputs.features.numpy()
+            checks = _shortcut_checks(predictor, scans, lungs, kept, labels, predicted, features)
         results[name] = BackboneResult(
             metrics=metrics,
             ece_before_temperature=expected_calibration_error(raw, labels),
@@ -119,13 +120,14 @@ def evaluate(
         ensemble=EnsembleResult(ensemble, list(backbones)),
         unreadable=Unreadable(len(unreadable), unreadable[:5]),
         sources=sorted({r.source for r in kept}),
+        films=Films.of(kept, dict(zip(backbones, calibrated, strict=True))),
     )
 
 
 def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | None = None) -> list[str]:
     """Record ``report`` (the report of split ``name``, a value of ``report_schema.REPORT_NAMES``) in the metadata of
-    each backbone it measured: the headline metrics as ``metrics[name]`` and, for the validation report, the
-    "uncertain" threshold as ``thresholds.uncertain_below``. Only the metadata JSON is rewritten, never the .pt;
+    each backbone it measured: the headline metrics as ``metrics[name]``. Only the metadata JSON is rewritten, never
+    the .pt;
     a backbone whose weights are not the ones measured is skipped. Returns the backbones recorded."""
     recorded = []
     for backbone, result in report.backbones.items():
@@ -143,18 +145,24 @@ def record_in_metadata(report: EvaluationReport, name: str, weights_dir: Path | 
             f"{of_interest}_specificity": asdict(m.per_class[of_interest].specificity),
             "ece": {"before_temperature": result.ece_before_temperature, "after_temperature": m.ece},
         }
-        meta = replace(meta, metrics={**meta.metrics, name: entry})
-        if name == VALIDATION:
-            chosen = replace(
-                meta.thresholds,
-                uncertain_below=uncertainty_threshold(m.selective),
-                uncertain_target_accuracy=TARGET_ACCURACY,
-                uncertain_chosen_on="validation split",
-            )
-            meta = replace(meta, thresholds=chosen)
-        write_checkpoint_metadata(meta, meta_path)
+        write_checkpoint_metadata(replace(meta, metrics={**meta.metrics, name: entry}), meta_path)
         recorded.append(backbone)
     return recorded
+
+
+def _reusable_checks(
+    earlier: EvaluationReport | None, name: str, weights_sha256: str, records: list[Record]
+) -> ShortcutChecks | None:
+    """``earlier``'s shortcut checks of backbone ``name``, if it measured these weights on these films (the same
+    count and data sources, and the same films where it lists them)."""
+    result = None if earlier is None else earlier.backbones.get(name)
+    if result is None or result.weights_sha256 != weights_sha256 or earlier.n != len(records):
+        return None
+    if earlier.sources != sorted({r.source for r in records}):
+        return None
+    if earlier.films is not None and earlier.films.sha256 != [r.sha256 for r in records]:
+        return None
+    return result.shortcuts
 
 
 def _metrics(probabilities: np.ndarray, labels: np.ndarray, archives: list[str | None] | None, name: str) -> Metrics:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from covidnet.assessment.films import Films
 from covidnet.assessment.metric_records import METRIC_KEYS, Metrics, SourceMetrics
 from covidnet.assessment.report_schema import SCHEMA_VERSION, ReportError, checked
 
@@ -196,6 +197,7 @@ class EvaluationReport:
     unreadable: Unreadable = field(default_factory=Unreadable)
     sources: list[str] = field(default_factory=list)  # the data sources of the evaluated images
     command: str = ""  # the command line that wrote the report
+    films: Films | None = None  # each film and every backbone's probabilities of it (reports written before: none)
     schema_version: int = SCHEMA_VERSION
 
     def models(self) -> dict[str, Metrics]:
@@ -211,6 +213,8 @@ class EvaluationReport:
         record["ensemble"] = EnsembleResult.from_dict(record["ensemble"], "ensemble")
         if "unreadable" in record:
             record["unreadable"] = Unreadable(**checked(Unreadable, record["unreadable"], "unreadable"))
+        if record.get("films") is not None:
+            record["films"] = Films.from_dict(record["films"], "films")
         return cls(**record)
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,4 +227,4 @@ class EvaluationReport:
             "backbones": {name: b.to_dict() for name, b in self.backbones.items()},
             "ensemble": self.ensemble.to_dict(),
             "command": self.command,
-        }
+        } | ({} if self.films is None else {"films": self.films.to_dict()})

@@ -11,6 +11,7 @@ The prose template is kept whole here so that it reads like the card it produces
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from covidnet.assessment.card_data import (
@@ -31,6 +32,7 @@ from covidnet.assessment.card_sections import (
     most_flagged,
     within_archive_note,
 )
+from covidnet.assessment.card_uncertain import changes_section, uncertain_section
 from covidnet.assessment.check_tables import (
     gate_breakdown_table,
     gate_table,
@@ -47,10 +49,12 @@ from covidnet.assessment.report_files import (
     find_familiarity_report,
     find_gate_report,
     find_leave_one_out_report,
+    find_uncertain_report,
     read_reports,
 )
 from covidnet.assessment.shortcuts import HALF, PROBE_FOLDS, SALIENCY_MAX_SPEARMAN, TOP_BAND
 from covidnet.assessment.tables import data_tables, model_table, results_table, shown
+from covidnet.assessment.uncertain_report import UncertainReport
 from covidnet.classes import CLASSES, display_name
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import NEAR_DUPLICATE_BITS, read_split_file
@@ -63,17 +67,37 @@ from covidnet.models.registry import backbones
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+@dataclass(frozen=True)
+class CardExtras:
+    """Sections shown only when their reports exist: "uncertain" on unseen sources, and the previous release."""
+
+    uncertain: UncertainReport | None = None
+    previous: dict[str, EvaluationReport] = field(default_factory=dict)
+    familiarity: FamiliarityReport | None = None
+
+
 def write_model_card(
-    reports_dir: Path, weights_dir: Path, metadata_csv: Path, split_file: Path, out: Path, readme: Path | None
+    reports_dir: Path,
+    weights_dir: Path,
+    metadata_csv: Path,
+    split_file: Path,
+    out: Path,
+    readme: Path | None,
+    previous_dir: Path | None = None,
 ) -> str:
-    """Generate ``out`` (and the README's results table) from the reports; return the Markdown."""
+    """Generate ``out`` (and the README's results table) from the reports; return the Markdown. ``previous_dir``
+    holds the previous release's reports, for the "What changed" section."""
     reports = shown(read_reports(reports_dir))
     gate_report = find_gate_report(reports_dir)
     paths = sorted(checkpoint_paths(name, weights_dir)[1] for name in backbones())  # not other models' metadata
     metas = [read_checkpoint_metadata(p) for p in paths if p.exists()]
     leave_one_out = find_leave_one_out_report(reports_dir)
-    familiarity = find_familiarity_report(reports_dir)
-    markdown = render(reports, metas, metadata_csv, split_file, gate_report, leave_one_out, familiarity)
+    extra = CardExtras(
+        uncertain=find_uncertain_report(reports_dir),
+        previous=read_reports(previous_dir) if previous_dir else {},
+        familiarity=find_familiarity_report(reports_dir),
+    )
+    markdown = render(reports, metas, metadata_csv, split_file, gate_report, leave_one_out, extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     if readme is not None:
@@ -96,9 +120,10 @@ def render(
     split_file: Path,
     gate_report: GateReport | None,
     leave_one_out: LeaveOneOutReport | None = None,
-    familiarity: FamiliarityReport | None = None,
+    extra: CardExtras | None = None,
 ) -> str:
     """The whole model card in Markdown."""
+    extra = extra or CardExtras()
     records = read_metadata(metadata_csv)
     assigned = read_split_file(split_file)
     provenance, split_counts = data_tables(metadata_csv, split_file)
@@ -149,7 +174,8 @@ apart); a group never straddles two splits. {split_rule(records, assigned)}
 backbones' calibrated probabilities. ECE is after temperature scaling.
 
 {results_table(reports)}
-{within_archive_note(reports)}{by_source_section(reports)}{leave_one_out_section(leave_one_out)}
+{within_archive_note(reports)}{by_source_section(reports)}{leave_one_out_section(leave_one_out)}\
+{changes_section(extra.previous, reports)}{uncertain_section(extra.uncertain)}
 ## Shortcut checks
 Accuracy when the lungs are blacked out and when everything except the lungs is (both on the scans where the lung
 segmenter found plausible lungs, next to the unmasked accuracy on the same scans), and with the top {TOP_BAND:.0%}
@@ -198,7 +224,7 @@ Real chest X-rays flagged, by data source and by true class (a group flagged mor
 training images to the backbone's early stages; the external source was never trained on).{most_flagged(reports)}
 
 {gate_breakdown_table(reports)}
-{familiarity_section(familiarity)}
+{familiarity_section(extra.familiarity)}
 ## Known failure modes and confounds
 {chr(10).join("- " + f for f in failure_modes if f)}
 """

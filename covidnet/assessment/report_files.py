@@ -6,6 +6,7 @@ checking their schema version (``covidnet.assessment.report_schema``)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from covidnet.assessment.report_schema import (
     LEAVE_ONE_OUT_REPORT,
     REPORT_NAMES,
     SCHEMA_VERSION,
+    UNCERTAIN_REPORT,
     VERSIONLESS,
     ReportError,
 )
+from covidnet.assessment.uncertain_report import UncertainReport
 
 
 def write_leave_one_out_report(report: LeaveOneOutReport, path: Path) -> None:
@@ -83,10 +86,26 @@ def find_gate_report(folder: Path) -> GateReport | None:
     return read_gate_report(path) if path.exists() else None
 
 
+_NUMBER_LIST = re.compile(r"\[\s+((?:-?[\d.eE+-]+,\s+)*-?[\d.eE+-]+)\s+\]")  # an indented list of numbers only
+
+
+def write_uncertain_report(report: UncertainReport, path: Path) -> None:
+    """Write the "uncertain" report to ``path`` as indented JSON (creating the folder)."""
+    _write(report.to_dict(), path)
+
+
+def find_uncertain_report(folder: Path) -> UncertainReport | None:
+    """The "uncertain" report in ``folder`` (``UNCERTAIN_REPORT``), or None if there is none."""
+    path = Path(folder) / f"{UNCERTAIN_REPORT}.json"
+    return _read(path, UncertainReport.from_dict) if path.exists() else None
+
+
 def _write(record: dict[str, Any], path: Path) -> None:
+    """Indented JSON, with each list of numbers on one line (a report's per-film probabilities stay readable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    text = _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", json.dumps(record, indent=1))
+    path.write_text(text + "\n")
 
 
 def _read(path: Path, build):

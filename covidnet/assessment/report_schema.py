@@ -18,9 +18,9 @@ VERSIONLESS = 1  # the shape of the files written before reports carried a schem
 # Each evaluated split of the split file → the name of its report (``weights/reports/<name>.json``) and of its
 # entry in a checkpoint's ``metrics``.
 REPORT_NAMES = {"test": "internal_test", "external": "external", "val": "validation"}
-VALIDATION = REPORT_NAMES["val"]  # the report the "uncertain" threshold is chosen on
 GATE_REPORT = "gate"  # weights/reports/gate.json
 LEAVE_ONE_OUT_REPORT = "leave_one_source_out"  # weights/reports/leave_one_source_out.json
+UNCERTAIN_REPORT = "uncertain"  # weights/reports/uncertain.json: the "uncertain" thresholds on unseen sources
 FAMILIARITY_REPORT = "familiarity"  # weights/reports/familiarity.json
 
 

@@ -7,6 +7,7 @@ Exit status: 0 when every scan was analysed, 1 when any scan could not be read, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from covidnet.errors import CheckpointError
 from covidnet.inference.predictor import Predictor, load
 from covidnet.models.checkpoints import verify_checkpoint
 from covidnet.models.registry import backbones, get_spec
+from covidnet.provenance import recorded_path
 
 EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE = 0, 1, 2
 ALL = "all"
@@ -59,8 +61,8 @@ def predictors(choice: str, weights_dir: Path | None) -> list[Predictor]:
 
 
 def command_line() -> str:
-    """This run's command, as reports record it."""
-    return "covidnet " + " ".join(sys.argv[1:])
+    """This run's command, as reports record it (absolute paths made relative to the repository)."""
+    return "covidnet " + " ".join(recorded_path(a) if os.path.isabs(a) else a for a in sys.argv[1:])
 
 
 def fmt(metric: dict) -> str:

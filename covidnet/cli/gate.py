@@ -14,6 +14,7 @@ from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
 from covidnet.errors import CovidNetError
 from covidnet.io.reading import SCAN_SUFFIXES, Scan, read_scan
 from covidnet.models.checkpoints import default_weights_dir
+from covidnet.provenance import recorded_path
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -54,7 +55,10 @@ def run_fit_gate(args: argparse.Namespace) -> int:
     """Fit each chosen backbone's gate on the train split and threshold it on val (or share one backbone's)."""
     from covidnet.data.records import read_metadata
     from covidnet.data.splits import split_records
+    from covidnet.inference.feature_gate import StageExtractor
+    from covidnet.inference.gate import Gate
     from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
+    from covidnet.models.registry import get_spec
     from covidnet.training.gate_fitting import fit_from_splits, share_gate
 
     folder = args.weights_dir or default_weights_dir()
@@ -62,7 +66,10 @@ def run_fit_gate(args: argparse.Namespace) -> int:
     parts = split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
 
     def without_gate(name: str) -> Predictor:
-        return Predictor(load_classifier(name, folder), segmenter=installed_segmenter(folder))
+        """The backbone with a gate that records its stages and has no fitted check yet."""
+        classifier = load_classifier(name, folder)
+        stages = StageExtractor(classifier.network, get_spec(name).gate_layers, name)
+        return Predictor(classifier, Gate(stages=stages), segmenter=installed_segmenter(folder))
 
     if args.shared_from:
         keeper = fit_from_splits(without_gate(args.shared_from), parts["train"], parts["val"], folder)
@@ -114,7 +121,11 @@ def _lung_check(args: argparse.Namespace, corpus: list[Scan]) -> dict | None:
     frontal = lung_check_counts(segmenter, (read_scan(r.path) for r in records), len(records))
     flagged = frontal["no_lung_fields"] + frontal["lateral_view"]
     print(f"lung check: {flagged} of {frontal['n']} frontal chest X-rays flagged ({flagged / frontal['n']:.2%})")
-    return {"frontal_data": str(args.frontal), "frontal": frontal, "corpus": lung_check_counts(segmenter, corpus)}
+    return {
+        "frontal_data": recorded_path(args.frontal),
+        "frontal": frontal,
+        "corpus": lung_check_counts(segmenter, corpus),
+    }
 
 
 def read_corpus(folder: Path) -> list[tuple[str, str, Scan]]:

@@ -18,6 +18,13 @@ def add(commands: argparse._SubParsersAction) -> None:
     meta.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT)
     meta.add_argument("--out", type=Path, default=Path("docs/model_card.md"))
     meta.add_argument("--readme", type=Path, default=Path("README.md"))
+    meta.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the previous release's reports: the card then shows old and new models side by side",
+    )
     meta.set_defaults(run=run)
 
 
@@ -26,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from covidnet.assessment.model_card import write_model_card
 
     weights = args.weights_dir or default_weights_dir()
-    write_model_card(args.reports, weights, args.data / "metadata.csv", args.split_file, args.out, args.readme)
+    write_model_card(
+        args.reports, weights, args.data / "metadata.csv", args.split_file, args.out, args.readme, args.previous
+    )
     print(f"wrote {args.out} and the results table in {args.readme}")
     return EXIT_OK

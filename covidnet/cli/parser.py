@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidnet.cli import data, evaluate, familiarity, gate, listing, lungs, model_card, predict, train
+from covidnet.cli import data, evaluate, familiarity, gate, listing, lungs, model_card, predict, train, uncertain
 from covidnet.models.checkpoints import default_weights_dir
 
-COMMAND_MODULES = (listing, predict, data, train, lungs, evaluate, gate, familiarity, model_card)
+COMMAND_MODULES = (listing, predict, data, train, lungs, evaluate, uncertain, gate, familiarity, model_card)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from covidnet.assessment.ensemble_calibration import ensemble_threshold
 from covidnet.classes import display_name
 from covidnet.cli.common import EXIT_OK, EXIT_SCAN_FAILED, add_backbone_option, resolve_backbones
 from covidnet.errors import CovidNetError
@@ -80,8 +81,9 @@ def _score_locally(args: argparse.Namespace, names: list[str], paths: list[str])
     progress = tqdm(total=len(pending), unit="scan", file=sys.stderr, disable=len(pending) < PROGRESS_MIN_SCANS)
     failed = False
     try:
+        below = ensemble_threshold(names, args.weights_dir) if len(names) > 1 else None
         blocks = score_blocks(pending, predictors, batch_size=args.batch_size, cam=args.cam, heatmaps=args.heatmaps,
-                              workers=args.workers, done=done)  # fmt: skip
+                              workers=args.workers, done=done, ensemble_below=below)  # fmt: skip
         for block in blocks:
             rows = [result.row() for result in block.results]
             failed = failed or any("error" in row for row in rows)
@@ -107,6 +109,9 @@ def _emit(row: dict, as_json: bool) -> None:
     elif "error" in row:
         print(f"{row['scan']}: ERROR {row['error']}", flush=True)
     else:
-        probs = "  ".join(f"{display_name(k)} {v:.3f}" for k, v in row["probabilities"].items())
         notes = "".join(f"  [{w['code']}]" for w in row["warnings"])
+        if row["flagged"]:
+            print(f"{row['scan']}  {row['backbone']}: no class, refused by the gate{notes}", flush=True)
+            return
+        probs = "  ".join(f"{display_name(k)} {v:.3f}" for k, v in row["probabilities"].items())
         print(f"{row['scan']}  {row['backbone']}: {display_name(row['prediction'])}  ({probs}){notes}", flush=True)

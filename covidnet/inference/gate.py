@@ -62,8 +62,9 @@ class Gate:
         """For a pass of ``network`` run inside this block: the function that gives the statistics of the gate's
         stages for that pass's batch. They are recorded during the pass when the gate was fitted on ``network``;
         otherwise the gate runs its own network up to its last stage on the same batch (call it after the block,
-        so that only one network's lock is held at a time)."""
-        if self.features is None or self.stages is None:
+        so that only one network's lock is held at a time). A gate with stages but no fitted check yet records
+        them too: that is how its check is fitted (``covidnet fit-gate``)."""
+        if self.stages is None:
             yield lambda _batch: []
         elif self.stages.network is network:
             with self.stages.recording() as recorded:

@@ -1,7 +1,8 @@
 """What an analysis returns: ``Analysis`` (one scan, one backbone) and ``Ensemble`` (several backbones).
 
 Their ``to_dict()`` is the one serialised form: the CLI's JSON rows, the app's JSON download and the
-Batch page's table are all built from it.
+Batch page's table are all built from it. A scan the chest X-ray gate refused gets no class there: ``prediction``
+and ``uncertain`` are None and ``flagged`` holds the gate's verdict (``not_chest_xray`` or ``lateral_view``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from covidnet.lungs.segment import LungMask
 from covidnet.notices import GATE_CODES, ScanWarning
 
 MAJORITY = 0.5  # the uncertainty threshold when no validated one is recorded: no class has a majority
+ENSEMBLE = "ensemble"  # the ensemble's name where a backbone's name would stand (rows, reports)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,12 @@ class Analysis:
     def flagged(self) -> bool:
         """Whether the chest X-ray gate flagged the scan (not a chest X-ray, or a lateral view: its probabilities
         then mean nothing)."""
-        return any(w.code in GATE_CODES for w in self.warnings)
+        return self.refusal is not None
+
+    @property
+    def refusal(self) -> ScanWarning | None:
+        """The chest X-ray gate's warning when it flagged the scan, else None."""
+        return next((w for w in self.warnings if w.code in GATE_CODES), None)
 
     @property
     def uncertainty_threshold(self) -> float:
@@ -69,17 +76,9 @@ class Analysis:
         return drawn
 
     def to_dict(self) -> dict[str, Any]:
-        """The analysis as JSON-ready data (no images)."""
-        return {
-            "backbone": self.backbone,
-            "probabilities": dict(self.probabilities),
-            "prediction": self.prediction,
-            "uncertain": self.uncertain,
-            "heatmap_in_lungs": self.heatmap_in_lungs,
-            "unfamiliarity": self.unfamiliarity,
-            "lungs": None if self.lungs is None else self.lungs.summary(),
-            "warnings": [w.to_dict() for w in self.warnings],
-        }
+        """The analysis as JSON-ready data (no images); a refused scan has no prediction (see the module)."""
+        return _record(self.backbone, self.probabilities, self.prediction, self.uncertain, self.refusal,
+                       self.heatmap_in_lungs, self.unfamiliarity, self.lungs, self.warnings)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,7 @@ class Ensemble:
     """Several backbones' analyses of one scan, combined by averaging their calibrated probabilities."""
 
     members: dict[str, Analysis]  # backbone → its analysis
+    uncertain_below: float | None = None  # the ensemble's calibrated threshold for these members (None: none known)
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -101,6 +101,16 @@ class Ensemble:
         return max(probabilities, key=probabilities.get)
 
     @property
+    def uncertainty_threshold(self) -> float:
+        """The top probability below which the ensemble's prediction is called uncertain."""
+        return MAJORITY if self.uncertain_below is None else self.uncertain_below
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the ensemble's most probable class falls short of ``uncertainty_threshold``."""
+        return self.probabilities[self.prediction] < self.uncertainty_threshold
+
+    @property
     def agree(self) -> bool:
         """Whether every member predicts the same class."""
         return len({a.prediction for a in self.members.values()}) == 1
@@ -108,18 +118,60 @@ class Ensemble:
     @property
     def flagged(self) -> bool:
         """Whether any member's gate flagged the scan."""
-        return any(a.flagged for a in self.members.values())
+        return self.refusal is not None
+
+    @property
+    def refusal(self) -> ScanWarning | None:
+        """The first member's gate warning, when any member's gate flagged the scan."""
+        return next((a.refusal for a in self.members.values() if a.refusal is not None), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ensemble as an analysis's JSON-ready data, named ``ENSEMBLE``: its probabilities and prediction,
+        the first member's lungs, the gate's refusal by any member and the warnings every member carries (no
+        heatmap of its own)."""
+        first, *others = self.members.values()
+        shared = [w for w in first.warnings if all(w.code in {v.code for v in a.warnings} for a in others)]
+        refusal = self.refusal
+        warnings = shared if refusal is None or refusal in shared else [refusal, *shared]
+        return _record(ENSEMBLE, self.probabilities, self.prediction, self.uncertain, refusal, None, None,
+                       first.lungs, warnings)  # fmt: skip
 
 
-def ensemble(analyses: Sequence[Analysis]) -> Ensemble:
-    """The ensemble of several backbones' analyses of the same scan."""
+def ensemble(analyses: Sequence[Analysis], uncertain_below: float | None = None) -> Ensemble:
+    """The ensemble of several backbones' analyses of the same scan; ``uncertain_below`` is its calibrated threshold
+    (``covidnet.ensemble_threshold``), if one is known for these backbones."""
     if not analyses:
         raise CovidNetError("An ensemble needs at least one analysis.")
     if len({tuple(a.probabilities) for a in analyses}) > 1:
         raise CovidNetError(
             "An ensemble needs backbones trained on the same classes; these were trained on different ones."
         )
-    return Ensemble({a.backbone: a for a in analyses})
+    return Ensemble({a.backbone: a for a in analyses}, uncertain_below)
+
+
+def _record(
+    backbone: str,
+    probabilities: dict[str, float],
+    prediction: str,
+    uncertain: bool,
+    refusal: ScanWarning | None,
+    heatmap_in_lungs: float | None,
+    unfamiliarity: float | None,
+    lungs: LungMask | None,
+    warnings: Sequence[ScanWarning],
+) -> dict[str, Any]:
+    """The serialised form ``Analysis`` and ``Ensemble`` share: a refused scan has no prediction."""
+    return {
+        "backbone": backbone,
+        "probabilities": dict(probabilities),
+        "prediction": None if refusal is not None else prediction,
+        "uncertain": None if refusal is not None else uncertain,
+        "flagged": None if refusal is None else refusal.code.value,
+        "heatmap_in_lungs": heatmap_in_lungs,
+        "unfamiliarity": unfamiliarity,
+        "lungs": None if lungs is None else lungs.summary(),
+        "warnings": [w.to_dict() for w in warnings],
+    }
 
 
 def average_probabilities(per_model: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from covidnet.lungs.segment import PLAUSIBLE_QUALITY, LungSegmenter
 from covidnet.models.artifacts import sha256_of
 from covidnet.models.checkpoints import default_weights_dir
 from covidnet.models.training_state import load_training_state, restore_training_state, save_training_state
-from covidnet.provenance import git_commit, seed_everything
+from covidnet.provenance import git_commit, recorded_path, seed_everything
 
 
 @dataclass
@@ -149,9 +149,9 @@ def train_lungs(config: LungTrainConfig, *, command: str = "") -> LungsMetadata:
     }
     out = Path(config.out)
     write_split(out / "lungs.split.csv", records, split, groups)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "history"}
+    settings = {k: recorded_path(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "history"}
     training = {
-        "data": f"{config.data} (metadata.csv, {len(records)} image/mask pairs)",
+        "data": f"{recorded_path(config.data)} (metadata.csv, {len(records)} image/mask pairs)",
         "split": "lungs.split.csv: grouped by ieee8023 patient id and near-duplicate cluster, stratified by source "
         "and diagnosis, fold 1 of 7 held out as validation",
         "split_sha256": sha256_of(out / "lungs.split.csv"),

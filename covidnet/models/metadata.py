@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from covidnet.classes import TASK, Task
+from covidnet.classes import TASK, Task, display_name
 from covidnet.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,8 +64,10 @@ class Thresholds:
     """Thresholds that change what a user is told."""
 
     uncertain_below: float | None = None  # top-class probability below which an answer is called uncertain
-    uncertain_target_accuracy: float | None = None  # the accuracy answers at or above it reached where it was chosen
-    uncertain_chosen_on: str = ""  # the films it was chosen on, e.g. "validation split"
+    uncertain_chosen_on: str = ""  # the films it was chosen on, in words (sources the model never trained on)
+    uncertain_max_wrong: float | None = None  # the share of those films it lets be answered and wrong
+    answered_share: float | None = None  # measured on the held-back half of those films: the share answered …
+    answered_accuracy: float | None = None  # … and how many of those answers were right
     heatmap_in_lungs_below: float | None = None  # below this heatmap share inside the lungs, the analysis warns
     heatmap_in_lungs_quantile: float | None = None  # the share of validation films below it
     heatmap_in_lungs_chosen_on: str = ""  # the films and heatmap it was chosen on
@@ -139,7 +141,7 @@ class CheckpointMetadata:
     # away much of a scanner's or a source's contrast and brightness look.
     intensity: str = "none"
     dtype: str = "float32"  # storage type of the state dict
-    init: str = "scratch"  # "scratch", "imagenet" or "checkpoint:<folder>" (a warm start from a checkpoint)
+    init: str = "scratch"  # "scratch", "imagenet" or "checkpoint:<file> sha256 <hex>" (a warm start from those weights)
     pretrained: Pretrained | None = None  # for init "imagenet"
     temperature: float = 1.0
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -196,3 +198,24 @@ def read_checkpoint_metadata(path: Path) -> CheckpointMetadata:
 def write_checkpoint_metadata(meta: CheckpointMetadata, path: Path) -> None:
     """Write ``meta`` to ``path`` as indented JSON."""
     path.write_text(meta.to_json())
+
+
+def listed(names: list[str]) -> str:
+    """Names in words: ``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def training_images(metas: list[CheckpointMetadata]) -> str:
+    """How many images the checkpoints learned from, read from their training records (never typed), e.g.
+    "densenet121 and resnet18 learned from 5,348 training images (1,452 COVID-19, 1,976 Normal, 1,920 Pneumonia);
+    mobilenet_v2 from 6,306 (…)"; empty when none has a training record."""
+    groups: dict[tuple[tuple[str, int], ...], list[str]] = {}
+    for meta in metas:
+        if meta.training is not None:
+            groups.setdefault(tuple(meta.training.train_images.items()), []).append(meta.backbone)
+    parts = []
+    for counts, names in groups.items():
+        total = f"{sum(n for _, n in counts):,}" + (" training images" if not parts else "")
+        per_class = ", ".join(f"{n:,} {display_name(label)}" for label, n in counts)
+        parts.append(f"{listed(names)}{' learned' if not parts else ''} from {total} ({per_class})")
+    return "; ".join(parts)

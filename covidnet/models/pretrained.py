@@ -26,7 +26,7 @@ from torch import nn
 
 from covidnet.errors import CovidNetError
 from covidnet.models.artifacts import save_tensors, sha256_of
-from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD, CheckpointMetadata, Pretrained
+from covidnet.models.metadata import IMAGENET_MEAN, IMAGENET_STD, CheckpointMetadata, Pretrained, listed
 from covidnet.models.tflite_import import (
     IMAGENET_OUTPUTS,
     TFLITE_NORMALISATION,
@@ -147,9 +147,5 @@ def how_started(metas: list[CheckpointMetadata]) -> str:
                 meta.init, f"started from {meta.init}"
             )
         groups.setdefault(start, []).append(meta.backbone)
-    parts = [f"{_names(names)} {'was' if len(names) == 1 else 'were'} {start}" for start, names in groups.items()]
+    parts = [f"{listed(names)} {'was' if len(names) == 1 else 'were'} {start}" for start, names in groups.items()]
     return "; ".join(parts)
-
-
-def _names(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

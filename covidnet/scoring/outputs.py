@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from covidnet.errors import CovidNetError
-from covidnet.scoring.rows import COLUMNS, flat
+from covidnet.scoring.rows import COLUMNS, csv_text, flat
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 FORMATS = "JSON lines (.jsonl), CSV (.csv) or Parquet (.parquet)"
@@ -94,12 +94,11 @@ class CsvFile:
         if header and header != list(COLUMNS):
             raise CovidNetError(f"{path} has other columns than CovidNet writes; choose another --out.")
         self._file = path.open("a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=list(COLUMNS))
         if not header:
-            self._writer.writeheader()
+            self._file.write(csv_text([]))
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        self._writer.writerows(flat(row) for row in rows)
+        self._file.write(csv_text(rows, header=False))
         _flush(self._file)
 
     def close(self) -> None:

@@ -5,8 +5,9 @@ run in worker threads a bounded number of scans ahead of the models, so at most
 ``AHEAD`` batches of decoded scans are held at once, however long the listing. Each batch then has its lungs found
 in one forward pass of the lung segmenter (once per scan, however many models; each mask cleaned up in the
 threads), lung-crop models are prepared, and it goes through every model in one ``Predictor.analyze_batch`` (one
-forward pass, the gate on the batch); its results come out together, in input order, as one block. Batch size 1
-is the one-scan-at-a-time path: no threads, read then analyse.
+forward pass, the gate on the batch); its results come out together, in input order, as one block, with the
+ensemble of each scan's analyses after them when there are several models. Batch size 1 is the one-scan-at-a-time
+path: no threads, read then analyse.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from covidnet.assessment.ensemble_calibration import ensemble_threshold
 from covidnet.errors import CovidNetError
 from covidnet.inference.classifier import Prepared
 from covidnet.inference.predictor import Predictor, load
-from covidnet.inference.results import Analysis
+from covidnet.inference.results import ENSEMBLE, Analysis, ensemble
 from covidnet.io.preprocessing import same_preprocessing
 from covidnet.io.reading import Scan, ScanSource, read_scan
 from covidnet.lungs.segment import LungMask
@@ -69,14 +71,19 @@ def score(
     """Score scan files, folders, glob patterns or listings (CSV/Parquet with a ``path`` column) with each backbone
     (default: every one with trained weights), ``batch_size`` scans per forward pass.
 
-    Yields one row per scan and backbone, ``{"scan", **Analysis.to_dict(), "heatmap"}``, or ``{"scan", "error"}``
-    for a scan that cannot be read. ``cam`` with ``heatmaps`` (a folder) also writes each scan's overlay there.
+    Yields one row per scan and backbone, ``{"scan", **Analysis.to_dict(), "heatmap"}``, then with several backbones
+    their ensemble's (``Ensemble.to_dict()``), or ``{"scan", "error"}`` for a scan that cannot be read. ``cam`` with
+    ``heatmaps`` (a folder) also writes each scan's overlay there.
     """
     names = [backbones] if isinstance(backbones, str) else list(backbones or trained_backbones(weights_dir))
     predictors = [load(name, weights_dir=weights_dir) for name in names]
     inputs = [paths] if isinstance(paths, (str, Path)) else paths
     items = [(path, path) for path in scan_paths(inputs)]
-    for block in score_blocks(items, predictors, batch_size=batch_size, cam=cam, heatmaps=heatmaps, workers=workers):
+    below = ensemble_threshold(names, weights_dir) if len(names) > 1 else None
+    blocks = score_blocks(
+        items, predictors, batch_size=batch_size, cam=cam, heatmaps=heatmaps, workers=workers, ensemble_below=below
+    )
+    for block in blocks:
         yield from (result.row() for result in block.results)
 
 
@@ -89,13 +96,18 @@ def score_blocks(
     heatmaps: Path | None = None,
     workers: int | None = None,
     done: Finished | None = None,
+    measure: bool = False,
+    ensemble_below: float | None = None,
 ) -> Iterator[Block]:
-    """The results of each batch of ``items``, one block per batch: a ``Scored`` per scan and predictor, or one per
-    unreadable scan; the (scan, backbone) pairs in ``done`` are left out. ``workers`` reading threads (default: one
-    per CPU); the ``cam`` heatmaps are made, and their overlays written, only when ``heatmaps`` names a folder."""
+    """The results of each batch of ``items``, one block per batch: a ``Scored`` per scan and predictor (and their
+    ensemble's, with several), or one per unreadable scan; the (scan, backbone) pairs in ``done`` are left out.
+    ``workers`` reading threads (default: one per CPU); the ``cam`` heatmaps are made, and their overlays written,
+    only when ``heatmaps`` names a folder; ``measure`` makes them without writing them (their share inside the lungs
+    and the lung notes); ``ensemble_below`` is the ensemble's calibrated "uncertain" threshold
+    (``covidnet.ensemble_threshold``), if one is known for these predictors."""
     if batch_size < 1:
         raise CovidNetError(f"The batch size must be at least 1, not {batch_size}.")
-    explain = cam if heatmaps is not None else None
+    explain = cam if heatmaps is not None or measure else None
     if heatmaps is not None:
         heatmaps.mkdir(parents=True, exist_ok=True)
     shared = _shared_preparation(predictors)
@@ -108,7 +120,7 @@ def score_blocks(
         reads = map(read, items) if pool is None else _ahead(pool, read, items, AHEAD * batch_size)
         while chunk := list(islice(reads, batch_size)):
             inputs = _prepare(chunk, predictors, shared, map if pool is None else pool.map)
-            results = _analyse(chunk, inputs, predictors, explain, heatmaps, done or Finished())
+            results = _analyse(chunk, inputs, predictors, explain, heatmaps, done or Finished(), ensemble_below)
             drawn = [(r.analysis, r.heatmap) for r in results if r.heatmap is not None]
             list(map(_save_overlay, drawn) if pool is None else pool.map(_save_overlay, drawn))
             yield Block(len(chunk), results)
@@ -178,6 +190,7 @@ def _analyse(
     cam: str | None,
     heatmaps: Path | None,
     done: Finished,
+    ensemble_below: float | None,
 ) -> list[Scored]:
     readable = [r for r in chunk if r.scan is not None]
     by_predictor = [
@@ -190,12 +203,15 @@ def _analyse(
         if scan.scan is None:
             results.append(Scored(scan.name, error=scan.error))
             continue
-        for predictor, analysis in zip(predictors, next(analyses), strict=True):
+        members = next(analyses)
+        for predictor, analysis in zip(predictors, members, strict=True):
             if (scan.name, predictor.backbone) in done:
                 continue
             drawn = analysis.heatmap is not None and heatmaps is not None
             path = heatmap_path(heatmaps, scan.name, predictor.backbone, cam) if drawn else None
             results.append(Scored(scan.name, analysis, heatmap=path))
+        if len(members) > 1 and (scan.name, ENSEMBLE) not in done:
+            results.append(Scored(scan.name, ensemble(members, ensemble_below)))
     return results
 
 

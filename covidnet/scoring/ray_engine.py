@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from covidnet.assessment.ensemble_calibration import ensemble_threshold
 from covidnet.errors import CovidNetError
 from covidnet.inference.predictor import load
 from covidnet.scoring.inputs import LISTING_SUFFIXES, PATH_COLUMN, resolve, scan_paths
@@ -85,7 +86,8 @@ def score_with_ray(
     listing = _listing(ray, inputs)
     if done.pairs:
         listing = listing.filter(lambda row: not done.complete(row[PATH_COLUMN], backbones))
-    options = {"cam": cam, "heatmaps": heatmaps, "workers": max(1, round(cpus))}
+    below = ensemble_threshold(list(backbones), weights_dir) if len(backbones) > 1 else None
+    options = {"cam": cam, "heatmaps": heatmaps, "workers": max(1, round(cpus)), "ensemble_below": below}
     scored = listing.map_batches(
         ScanScorer,
         fn_constructor_args=(list(backbones), options, weights_dir, done),

@@ -3,6 +3,7 @@ data and split, the images per class, the sources, every setting, the history an
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -14,14 +15,18 @@ from covidnet.classes import CLASSES
 from covidnet.data.records import Record
 from covidnet.models.artifacts import sha256_of
 from covidnet.models.metadata import TrainingRecord
+from covidnet.provenance import recorded_path
 
 if TYPE_CHECKING:
     from covidnet.training.train import TrainConfig
 
 
 def _as_json(value):
-    """A setting as the metadata file reads it back."""
-    return str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+    """A setting as the metadata file reads it back; a path (a ``Path``, or a string such as ``--init``'s folder
+    when it is absolute) relative to the repository."""
+    if isinstance(value, Path) or (isinstance(value, str) and os.path.isabs(value)):
+        return recorded_path(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def training_summary(
@@ -33,8 +38,9 @@ def training_summary(
         return {c: sum(r.label == c for r in records) for c in CLASSES}
 
     settings = {k: _as_json(v) for k, v in asdict(config).items() if k != "history"}
+    images = len(train_records) + len(val_records)
     return TrainingRecord(
-        data=f"{config.data} ({len(train_records) + len(val_records)} images in train and val of the split file)",
+        data=f"{recorded_path(config.data)} ({images} images in train and val of the split file)",
         split_file_sha256=sha256_of(Path(config.split_file)),
         train_images=counts(train_records),
         val_images=counts(val_records),

@@ -98,7 +98,6 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
         sha256="",
         size_bytes=0,
         parameters=count_parameters(model),
-        init=_init_name(config.init),
         crop=_crop(config),
         intensity=config.intensity,
         **start,
@@ -242,18 +241,16 @@ def _initial_model(config: TrainConfig) -> tuple[nn.Module, dict]:
     """The network training starts from, and the metadata fields its start fixes: the input normalisation and
     the ImageNet provenance (carried over from a checkpoint that training warm-starts from)."""
     if config.init == "scratch":
-        return build_model(config.backbone, init="scratch"), {}
+        return build_model(config.backbone, init="scratch"), {"init": "scratch"}
     if config.init == "imagenet":
         spec = get_spec(config.backbone)
         start = imagenet_start(spec)
         spec.reset_head(start.model, len(CLASSES))
-        return start.model.train(), {"normalisation": start.normalisation, "pretrained": start.record}
+        imagenet = {"init": "imagenet", "normalisation": start.normalisation, "pretrained": start.record}
+        return start.model.train(), imagenet
     model, meta = load_checkpoint(config.backbone, Path(config.init))
-    return model.train(), {"normalisation": meta.normalisation, "pretrained": meta.pretrained}
-
-
-def _init_name(init: str) -> str:
-    return init if init in ("scratch", "imagenet") else f"checkpoint:{Path(init).name}"
+    start = {"init": f"checkpoint:{config.backbone}.pt sha256 {meta.sha256}"}  # a warm start names the exact weights
+    return model.train(), {**start, "normalisation": meta.normalisation, "pretrained": meta.pretrained}
 
 
 def _save_state(
