@@ -183,19 +183,20 @@ def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None
 
 
 def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
-    if result.uncertain_below is None or t.uncertain_max_wrong is None:
+    if result.uncertain_below is None:
         return "that no class has a majority (no threshold is recorded for these weights)"
-    checked = (
-        f"; on the held-back half of those films it answered {t.answered_share:.0%} of them, "
-        f"{t.answered_accuracy:.0%} of those answers right"
-        if t.answered_share is not None and t.answered_accuracy is not None
-        else ""
+    basis = (
+        f"that the most likely class has less than {result.uncertainty_threshold:.0%}, so this model does not answer; "
+        f"the threshold was chosen on {t.uncertain_chosen_on}"
     )
-    return (
-        f"that the most likely class has less than {result.uncertainty_threshold:.0%}, so this model does not answer: "
-        f"on {t.uncertain_chosen_on}, the answers at or above it were wrong on at most {t.uncertain_max_wrong:.0%} "
-        f"of all films{checked}"
-    )
+    if t.uncertain_max_wrong is not None:
+        basis += f": the answers at or above it were wrong on at most {t.uncertain_max_wrong:.0%} of all films"
+    if t.answered_share is not None and t.answered_accuracy is not None:
+        basis += (
+            f"; on the held-back half of those films it answered {t.answered_share:.0%} of them, "
+            f"{t.answered_accuracy:.0%} of those answers right"
+        )
+    return basis
 
 
 def _familiarity_basis(meta: covidnet.CheckpointMetadata) -> str:

@@ -1,5 +1,5 @@
-"""The unfamiliar-film signal and the lung-share cut, fitted on a tiny real subset of the split (shipped resnet18
-weights), measured on internal test and ieee8023 films, and the note shown only by the measurement's rule."""
+"""The unfamiliar-film signal and the lung-share cut, fitted on a tiny real subset of the split (shipped
+mobilenet_v2 weights), measured on internal test and ieee8023 films; the note shown only by the measurement's rule."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from covidnet.models.artifacts import sha256_of
 from covidnet.models.metadata import read_checkpoint_metadata
 from covidnet.training.familiarity_fitting import LUNG_SHARE_QUANTILE, fit_from_splits
 
+MODEL = "mobilenet_v2"  # shipped weights (a lung-crop model at 224 pixels)
 N = {"train": 40, "val": 30, "test": 16, "external": 64}
 
 
@@ -40,12 +41,12 @@ def parts():
 
 @pytest.fixture(scope="module")
 def fitted(parts, tmp_path_factory):
-    """A weights folder with the shipped resnet18 and lung segmenter, its signal fitted on the tiny subset."""
+    """A weights folder with the shipped MODEL and lung segmenter, its signal fitted on the tiny subset."""
     folder = tmp_path_factory.mktemp("familiar")
-    for path in [*SHIPPED.glob("resnet18.*"), *SHIPPED.glob("lungs.*")]:
+    for path in [*SHIPPED.glob(f"{MODEL}.*"), *SHIPPED.glob("lungs.*")]:
         shutil.copy(path, folder)
     cache = folder / "cache"
-    bare = Predictor(load_classifier("resnet18", folder), segmenter=installed_segmenter(folder))
+    bare = Predictor(load_classifier(MODEL, folder), segmenter=installed_segmenter(folder))
     meta = fit_from_splits(bare, parts["train"], parts["val"], folder, cache)
     return folder, cache, meta
 
@@ -55,7 +56,7 @@ def test_fitting_records_a_verified_signal_with_its_threshold_and_the_lung_cut_f
     record = meta.familiarity
     assert record.sha256 == sha256_of(folder / record.file) and not record.shown
     assert "40 of 40 training films" in record.fitted_on
-    model = covidnet.load("resnet18", weights_dir=folder)
+    model = covidnet.load(MODEL, weights_dir=folder)
     val = film_features(model, parts["val"], cache, heatmaps=True)
     distances = model.familiarity.distance(torch.from_numpy(val.features)).numpy()
     assert record.threshold == pytest.approx(np.quantile(distances, record.quantile), rel=1e-4)
@@ -63,12 +64,12 @@ def test_fitting_records_a_verified_signal_with_its_threshold_and_the_lung_cut_f
     assert len(shares) >= N["val"] - 2
     assert meta.thresholds.heatmap_in_lungs_below == pytest.approx(np.quantile(shares, LUNG_SHARE_QUANTILE))
     analysis = model.analyze(covidnet.read_scan(parts["val"][0].path), cam="gradcam")
-    assert analysis.heatmap_in_lungs == pytest.approx(val.in_lungs[0], abs=1e-6)  # the cut's shares are the app's
+    assert analysis.heatmap_in_lungs == pytest.approx(val.in_lungs[0], abs=1e-3)  # the cut's shares are the app's
     assert analysis.unfamiliarity == pytest.approx(distances[0] / record.threshold, rel=1e-4)
     (folder / record.file).write_bytes(b"tampered")
     try:
         with pytest.raises(covidnet.CheckpointError, match="sha256"):
-            covidnet.load("resnet18", weights_dir=folder)
+            covidnet.load(MODEL, weights_dir=folder)
     finally:
         fit_from_splits(model, parts["train"], parts["val"], folder, cache)  # from the cache: no forward pass
 
@@ -77,15 +78,15 @@ def test_choosing_the_uncertain_threshold_keeps_the_lung_cut_and_the_signal(fitt
     folder, _, meta = fitted
     checked = SimpleNamespace(answered=0.5, accuracy=0.9)
     chosen = SimpleNamespace(threshold=0.7, unseen="unseen films", weights_sha256=meta.sha256, checked=checked)
-    assert record_thresholds(SimpleNamespace(max_wrong_answered=0.05, models={"resnet18": chosen}), folder)
-    after = read_checkpoint_metadata(folder / "resnet18.json")
+    assert record_thresholds(SimpleNamespace(max_wrong_answered=0.05, models={MODEL: chosen}), folder)
+    after = read_checkpoint_metadata(folder / f"{MODEL}.json")
     assert after.thresholds.uncertain_below == 0.7 and after.familiarity == meta.familiarity
     assert after.thresholds.heatmap_in_lungs_below == meta.thresholds.heatmap_in_lungs_below
 
 
 def test_the_note_appears_and_disappears_by_the_measurement_rule(parts, fitted, tmp_path):
     folder, cache, _ = fitted
-    result = measure_backbone(covidnet.load("resnet18", weights_dir=folder), parts["test"], parts["external"], cache)
+    result = measure_backbone(covidnet.load(MODEL, weights_dir=folder), parts["test"], parts["external"], cache)
     assert result.n_internal == N["test"] and result.n_unseen == N["external"]
     rule = (
         result.wrong_auroc_unseen["value"] is not None
@@ -96,21 +97,21 @@ def test_the_note_appears_and_disappears_by_the_measurement_rule(parts, fitted, 
     assert result.shown == bool(rule)
     scans = [covidnet.read_scan(r.path) for r in parts["external"]]
     for shown in (True, False):
-        assert record_verdict(dataclasses.replace(result, shown=shown), "resnet18", folder)
-        analyses = covidnet.load("resnet18", weights_dir=folder).analyze_batch(scans, cam=None)
+        assert record_verdict(dataclasses.replace(result, shown=shown), MODEL, folder)
+        analyses = covidnet.load(MODEL, weights_dir=folder).analyze_batch(scans, cam=None)
         unfamiliar = [a.unfamiliarity > 1 for a in analyses]
         noted = [any(w.code == covidnet.WarningCode.UNFAMILIAR_FILM for w in a.warnings) for a in analyses]
         assert any(unfamiliar) and noted == [shown and u for u in unfamiliar]
-    record = read_checkpoint_metadata(folder / "resnet18.json").familiarity
+    record = read_checkpoint_metadata(folder / f"{MODEL}.json").familiarity
     notes = familiarity_notes(2.0, dataclasses.replace(record, shown=True, error_above=0.5, error_below=0.2))
     assert notes[0].message.startswith("This film looks unlike the films CovidNet learned from")
     assert f"{result.n_unseen} films of a source CovidNet never trained on" in notes[0].message
-    assert not record_verdict(dataclasses.replace(result, familiarity_sha256="0" * 64), "resnet18", folder)
+    assert not record_verdict(dataclasses.replace(result, familiarity_sha256="0" * 64), MODEL, folder)
 
-    hidden = {"resnet18": dataclasses.replace(result, shown=False)}
+    hidden = {MODEL: dataclasses.replace(result, shown=False)}
     report = FamiliarityReport("internal test", "ieee8023", hidden, RULE)
     write_familiarity_report(report, tmp_path / "familiarity.json")
     assert find_familiarity_report(tmp_path) == report
     section = familiarity_section(report)
-    assert RULE in section and "For resnet18 the measurement found too little information" in section
+    assert RULE in section and f"For {MODEL} the measurement found too little information" in section
     assert familiarity_section(None) == ""

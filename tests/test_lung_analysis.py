@@ -73,7 +73,7 @@ def test_the_shortcut_alarm_names_the_share_and_the_explained_class_in_plain_wor
     films by ``covidnet fit-familiarity``); the same map inside them does not, nor does any map without a cut."""
     model = fresh("resnet18", weights_dir)
     result = model.analyze(covidnet.read_scan(real_scans[0]))
-    cut = read_checkpoint_metadata(SHIPPED_LUNGS[0].parent / "resnet18.json").thresholds
+    cut = read_checkpoint_metadata(SHIPPED_LUNGS[0].parent / "mobilenet_v2.json").thresholds
     assert cut.heatmap_in_lungs_below is not None and cut.heatmap_in_lungs_quantile == pytest.approx(0.1)
     outside = lung_notes(False, mass_inside(~result.lungs.mask * 1.0, result.lungs.mask), cut, "pneumonia")
     inside = lung_notes(False, mass_inside(result.lungs.mask * 1.0, result.lungs.mask), cut, "pneumonia")

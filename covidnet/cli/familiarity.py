@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, predictors, resolve_backbones
+from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, resolve_backbones
 from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
 from covidnet.models.checkpoints import default_weights_dir
 
@@ -48,15 +48,24 @@ def _splits(args: argparse.Namespace) -> dict:
     return split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
 
 
+def _bare(name: str, folder: Path, *, signal: bool):
+    """``name``'s predictor without its gate (neither fitting nor measuring needs it), with its unfamiliar-film
+    signal when ``signal`` (a fit starts without the earlier one)."""
+    from covidnet.inference.predictor import Predictor, installed_familiarity, installed_segmenter, load_classifier
+
+    classifier = load_classifier(name, folder)
+    familiarity = installed_familiarity(classifier.meta, folder) if signal else None
+    return Predictor(classifier, segmenter=installed_segmenter(folder), familiarity=familiarity)
+
+
 def run_fit(args: argparse.Namespace) -> int:
     """Fit each chosen backbone's signal on the train split, its threshold and the lung-share cut on val."""
-    from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
     from covidnet.training.familiarity_fitting import fit_from_splits
 
     folder = args.weights_dir or default_weights_dir()
     parts = _splits(args)
     for name in resolve_backbones(args.backbone, folder):
-        predictor = Predictor(load_classifier(name, folder), segmenter=installed_segmenter(folder))  # no earlier fit
+        predictor = _bare(name, folder, signal=False)
         meta = fit_from_splits(predictor, parts["train"], parts["val"], folder, args.cache, limit=args.limit)
         print(
             f"{predictor.backbone}: unfamiliar above distance {meta.familiarity.threshold:.3f}; lung-share warning "
@@ -71,11 +80,13 @@ def run_report(args: argparse.Namespace) -> int:
     from covidnet.assessment.familiarity_report import FamiliarityReport
     from covidnet.assessment.report_files import write_familiarity_report
 
+    folder = args.weights_dir or default_weights_dir()
     parts = _splits(args)
     measured = {}
-    for predictor in predictors(args.backbone, args.weights_dir):
+    for name in resolve_backbones(args.backbone, folder):
+        predictor = _bare(name, folder, signal=True)
         result = measure_backbone(predictor, parts["test"], parts["external"], args.cache)
-        record_verdict(result, predictor.backbone, args.weights_dir or default_weights_dir())
+        record_verdict(result, predictor.backbone, folder)
         measured[predictor.backbone] = result
         print(f"{predictor.backbone}: {result.summary()}")
     report = FamiliarityReport(

@@ -158,7 +158,7 @@ def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
     folder = Path(weights_dir or default_weights_dir()).resolve()
     classifier = load_classifier(name, folder)
     meta = classifier.meta
-    return Predictor(classifier, _gate(meta, folder), installed_segmenter(folder), _familiarity(meta, folder))
+    return Predictor(classifier, _gate(meta, folder), installed_segmenter(folder), installed_familiarity(meta, folder))
 
 
 def _network(name: str, folder: Path) -> tuple[Network, CheckpointMetadata]:
@@ -182,7 +182,7 @@ def _gate(meta: CheckpointMetadata, folder: Path) -> Gate:
     return Gate(features, StageExtractor(network, get_spec(keeper).gate_layers, keeper))
 
 
-def _familiarity(meta: CheckpointMetadata, folder: Path) -> Familiarity | None:
+def installed_familiarity(meta: CheckpointMetadata, folder: Path) -> Familiarity | None:
     """The unfamiliar-film signal ``meta`` records, verified (None when none is recorded)."""
     if meta.familiarity is None:
         return None
