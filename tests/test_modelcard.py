@@ -21,14 +21,16 @@ from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
 from covidnet.assessment.metrics import summarise
 from covidnet.assessment.model_card import RESULTS_END, RESULTS_START, write_model_card
 from covidnet.assessment.report_files import (
+    read_familiarity_report,
     read_gate_report,
     read_leave_one_out_report,
     read_report,
+    write_familiarity_report,
     write_gate_report,
     write_leave_one_out_report,
     write_report,
 )
-from covidnet.assessment.report_schema import LEAVE_ONE_OUT_REPORT, SCHEMA_VERSION, ReportError
+from covidnet.assessment.report_schema import FAMILIARITY_REPORT, LEAVE_ONE_OUT_REPORT, SCHEMA_VERSION, ReportError
 from covidnet.data.records import Record
 from covidnet.data.splits import SplitEntry
 from covidnet.models.checkpoints import checkpoint_paths
@@ -165,6 +167,7 @@ def test_committed_reports_read_and_write_back_unchanged(path, tmp_path):
     special = {
         "gate": (read_gate_report, write_gate_report),
         LEAVE_ONE_OUT_REPORT: (read_leave_one_out_report, write_leave_one_out_report),
+        FAMILIARITY_REPORT: (read_familiarity_report, write_familiarity_report),
     }
     reader, writer = special.get(path.stem, (read_report, write_report))
     report = reader(path)

@@ -1,6 +1,6 @@
 """The one place where report files are written (``write_report``, ``write_gate_report``,
 ``write_leave_one_out_report``, ``write_familiarity_report``) and read back (``read_report``, ``read_gate_report``,
-``read_leave_one_out_report``, ``find_familiarity_report``),
+``read_leave_one_out_report``, ``read_familiarity_report``),
 checking their schema version (``covidnet.assessment.report_schema``)."""
 
 from __future__ import annotations
@@ -48,10 +48,15 @@ def write_familiarity_report(report: FamiliarityReport, path: Path) -> None:
     _write(report.to_dict(), path)
 
 
+def read_familiarity_report(path: Path) -> FamiliarityReport:
+    """The familiarity report at ``path``; ``ReportError`` if it cannot be read as one."""
+    return _read(path, FamiliarityReport.from_dict)
+
+
 def find_familiarity_report(folder: Path) -> FamiliarityReport | None:
     """The familiarity report in ``folder`` (``FAMILIARITY_REPORT``), or None if there is none."""
     path = Path(folder) / f"{FAMILIARITY_REPORT}.json"
-    return _read(path, FamiliarityReport.from_dict) if path.exists() else None
+    return read_familiarity_report(path) if path.exists() else None
 
 
 def write_report(report: EvaluationReport, path: Path) -> None:
