@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 import covidnet
-from covidnet.assessment.ensemble_calibration import unseen_agreement
+from covidnet.assessment.unseen_facts import answer_limits, unseen_agreement
 from covidnet.inference.drawing import colour_scale
 from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
@@ -293,3 +293,20 @@ def probability_bars(results: dict[str, Analysis], combined: covidnet.Ensemble) 
         margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h"},
     )  # fmt: skip
     return figure
+
+
+def measured_limit(backbone: str, said: str) -> None:
+    """Beside an answer: how often that answer was right on films from sources the model never trained on."""
+    limit = answer_limits(backbone, said)
+    if limit is not None:
+        st.caption(limit)
+
+
+def sample_disagreement(name: str, result: Analysis) -> None:
+    """For a bundled sample, say so when the model's answer is not the sample's label."""
+    sample = next((s for s in samples() if s.file == name), None)
+    if sample is not None and not result.uncertain and result.prediction != sample.label:
+        st.info(
+            f"The model disagrees with this sample's label: it is labelled {covidnet.display_name(sample.label)}, "
+            f"and {result.backbone} answers {covidnet.display_name(result.prediction)}."
+        )

@@ -9,7 +9,7 @@ A research and teaching demo, not a medical device.
     >>> rows = list(covidnet.score("scans/", backbones=["resnet18"]))  # batched, one row per scan and backbone
 """
 
-from covidnet.assessment.ensemble_calibration import ensemble_threshold
+from covidnet.assessment.unseen_facts import ensemble_threshold
 from covidnet.classes import CLASSES, TASK, display_name
 from covidnet.errors import (
     CheckpointError,

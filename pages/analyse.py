@@ -51,6 +51,8 @@ if result.uncertain:
     )
 else:
     st.subheader(f"{covidnet.display_name(result.prediction)} — {top:.0%}")
+    ui.measured_limit(backbone, result.prediction)
+ui.sample_disagreement(name, result)
 ui.other_warnings(result.warnings)
 
 left, right = st.columns(2)

@@ -136,6 +136,22 @@ def test_a_bundled_sample_can_be_analysed_with_one_click(with_weights):
     assert "Sample from the" in texts(at) and len(at.get("plotly_chart")) == 1
 
 
+def test_a_sample_says_when_the_model_disagrees_with_its_label(with_weights):
+    from covidnet.io.samples import samples
+
+    at = page(PAGES[0])
+    backbone = at.sidebar.selectbox[0].value
+    model = covidnet.load(backbone, weights_dir=with_weights)
+    seen = set()
+    for option, sample in zip(at.selectbox(key="analyse-sample").options[1:], samples(), strict=True):
+        at.selectbox(key="analyse-sample").set_value(option).run()
+        result = model.analyze(sample.path, cam=None)
+        disagrees = not result.uncertain and not result.flagged and result.prediction != sample.label
+        assert ("disagrees with this sample's label" in texts(at)) == disagrees, sample.file
+        seen.add(disagrees)
+    assert True in seen  # the random test weights disagree with at least one label
+
+
 @pytest.mark.slow
 def test_compare_runs_every_backbone_side_by_side(with_weights, real_scans):
     at = upload(page(PAGES[1]), (real_scans[2].name, real_scans[2].read_bytes()))

@@ -12,6 +12,7 @@ import covidnet
 from covidnet.assessment.films import Films
 from covidnet.assessment.report_files import find_uncertain_report, read_report, write_report
 from covidnet.assessment.thresholds import CHECK, CHOOSE, Pool, choose_threshold, half_of
+from covidnet.assessment.unseen_facts import answer_limits
 from covidnet.cli import main
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import read_checkpoint_metadata
@@ -107,7 +108,14 @@ def test_calibrate_uncertain_records_each_threshold_and_writes_the_curves(weight
     assert covidnet.ensemble_threshold(list(chosen_for), weights) is None  # vgg11_bn's weights here are others
     agreement = report.agreement
     assert agreement.n == 400 and 0 <= agreement.all_agree <= 1
-    assert "uncertain below" in capsys.readouterr().out
+    # the measured limit beside an answer: how often that answer was right on the unseen films (all of class 0)
+    said, other = covidnet.CLASSES[0], covidnet.CLASSES[1]
+    at = next(p for p in resnet.unseen_curve if p.threshold == resnet.threshold)
+    right = resnet.answers[said][said]
+    assert right == round(at.n * at.answered * at.accuracy) == sum(resnet.answers[said].values())
+    assert f"on {right} films and was right on {right} (100%)." in answer_limits("resnet18", said, weights)
+    wrong = resnet.answers[other][said]
+    assert answer_limits("resnet18", other, weights).endswith(f"really {covidnet.display_name(said)} {wrong}.")
 
 
 def test_reports_without_films_are_refused_with_a_reason(tmp_path, capsys):

@@ -5,7 +5,7 @@ and internal test films side by side."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class ModelCalibration:
     checked_by_source: dict[str, Point]
     unseen_curve: list[Point]  # every unseen-source film
     internal_curve: list[Point]  # the internal test films (sources it trained on)
+    answers: dict[str, dict[str, int]] = field(default_factory=dict)  # answered unseen films: said → true → films
 
     @classmethod
     def from_dict(cls, record: Any, where: str) -> ModelCalibration:
@@ -49,6 +50,7 @@ class ModelCalibration:
             checked_by_source={k: point(p) for k, p in values["checked_by_source"].items()},
             unseen_curve=[point(p) for p in values["unseen_curve"]],
             internal_curve=[point(p) for p in values["internal_curve"]],
+            answers=values.get("answers", {}),
         )
 
 
@@ -130,7 +132,18 @@ def calibrate(
         checked_by_source={o: check.where(origins == o).at(threshold) for o in sorted(set(check.origins))},
         unseen_curve=pool.curve(),
         internal_curve=Pool.of([internal]).curve(),
+        answers=_answers(pool, threshold, internal[0].classes),
     )
+
+
+def _answers(pool: Pool, threshold: float, classes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """For the films answered at ``threshold``: each class said → the true classes of those films, counted."""
+    answered = pool.probabilities.max(axis=1) >= threshold
+    said, true = pool.probabilities.argmax(axis=1), pool.labels
+    return {
+        classes[c]: {classes[t]: int(((said == c) & (true == t) & answered).sum()) for t in range(len(classes))}
+        for c in range(len(classes))
+    }
 
 
 def record_thresholds(report: UncertainReport, weights_dir: Path) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from covidnet.assessment.ensemble_calibration import ensemble_threshold
+from covidnet.assessment.unseen_facts import ensemble_threshold
 from covidnet.classes import display_name
 from covidnet.cli.common import EXIT_OK, EXIT_SCAN_FAILED, add_backbone_option, resolve_backbones
 from covidnet.errors import CovidNetError

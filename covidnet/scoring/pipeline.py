@@ -22,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from covidnet.assessment.ensemble_calibration import ensemble_threshold
+from covidnet.assessment.unseen_facts import ensemble_threshold
 from covidnet.errors import CovidNetError
 from covidnet.inference.classifier import Prepared
 from covidnet.inference.predictor import Predictor, load

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from covidnet.assessment.ensemble_calibration import ensemble_threshold
+from covidnet.assessment.unseen_facts import ensemble_threshold
 from covidnet.errors import CovidNetError
 from covidnet.inference.predictor import load
 from covidnet.scoring.inputs import LISTING_SUFFIXES, PATH_COLUMN, resolve, scan_paths
