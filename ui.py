@@ -134,10 +134,21 @@ def report_json(name: str, result: Analysis, meta: covidnet.CheckpointMetadata) 
     )
 
 
+MODEL_NOTES = frozenset({WarningCode.HEATMAP_OUTSIDE_LUNGS, WarningCode.UNFAMILIAR_FILM})  # one model's answer
+
+
 def other_warnings(warnings: list[ScanWarning]) -> None:
-    """Show every warning except the gate's (``gate_passed`` shows that one) and the heatmap's (``lung_share``)."""
+    """Show every warning about the scan: not the gate's (``gate_passed``), nor the notes on one model's answer
+    (``lung_share``, ``unfamiliar``)."""
     for warning in warnings:
-        if warning.code not in GATE_CODES and warning.code != WarningCode.HEATMAP_OUTSIDE_LUNGS:
+        if warning.code not in GATE_CODES | MODEL_NOTES:
+            st.warning(warning.message)
+
+
+def unfamiliar(result: Analysis) -> None:
+    """Under one model's answer: its unfamiliar-film note, where it has one."""
+    for warning in result.warnings:
+        if warning.code == WarningCode.UNFAMILIAR_FILM:
             st.warning(warning.message)
 
 

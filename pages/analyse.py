@@ -54,6 +54,7 @@ else:
     ui.measured_limit(backbone, result.prediction)
 ui.sample_disagreement(name, result)
 ui.other_warnings(result.warnings)
+ui.unfamiliar(result)
 
 left, right = st.columns(2)
 left.image(

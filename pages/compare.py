@@ -60,4 +60,5 @@ for column, (backbone, result) in zip(columns, results.items(), strict=False):
         drawn = result.overlay(lung_outline=outline)
         st.image(drawn, caption=f"{cam} for {covidnet.display_name(result.target)}", width="stretch")
         ui.lung_share(result)
+        ui.unfamiliar(result)
         st.caption(f"{result.seconds:.2f} s")

@@ -62,11 +62,15 @@ def test_compare_page_shows_every_backbone(server, browser, real_scans):
     open_sidebar_page(page, "Compare backbones")
     page.wait_for_function("document.querySelectorAll('input[type=file]').length >= 1")
     page.locator('input[type="file"]').first.set_input_files(str(real_scans[1]))
-    expected = len(covidnet.backbones())
+    backbones = covidnet.backbones()
+    # The original scan and one heatmap per backbone; one chart with every backbone's bars and the ensemble's.
     page.wait_for_function(
-        f"document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= {expected}", timeout=180_000
+        f"document.querySelectorAll('[data-testid=\"stImage\"]').length >= {len(backbones) + 1}", timeout=180_000
     )
-    page.wait_for_selector("text=Ensemble:")
+    page.wait_for_selector('[data-testid="stPlotlyChart"]')
+    page.wait_for_selector("text=Ensemble")
+    for backbone in backbones:
+        assert page.locator(f"text={backbone} —").count() == 1
     assert_no_exception(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)

@@ -18,9 +18,10 @@ from covidnet.io.samples import samples
 
 RECORDED = json.loads((Path(__file__).parent / "golden" / "outputs.json").read_text())
 PAIRS = sorted(RECORDED["analyses"])
-# Added after the recording, on purpose (the lungs issue, issue 23): tested in tests/test_lung_analysis.py and
-# tests/test_familiarity.py.
-LUNG_NOTES = {covidnet.WarningCode.HEATMAP_OUTSIDE_LUNGS, covidnet.WarningCode.UNFAMILIAR_FILM}
+# Notes that compare a measured figure with a cut (lung share, distance to the training films): a last-bit difference
+# between CPUs can move a borderline film across it, so they are left out on both sides here and tested in
+# tests/test_lung_analysis.py and tests/test_familiarity.py.
+LUNG_NOTES = {covidnet.WarningCode.HEATMAP_OUTSIDE_LUNGS.value, covidnet.WarningCode.UNFAMILIAR_FILM.value}
 GRID_TOLERANCE = 1e-5
 # XGrad-CAM divides by the sum of the explained layer's activations; DenseNet's denseblock3 output is signed, and
 # sums near zero amplify last-bit differences between CPUs and thread counts (measured on the six samples and two
@@ -42,8 +43,8 @@ def test_probabilities_warnings_and_heatmaps_are_unchanged(pair, scans):
         analysis = model.analyze(scans[file], cam=cam)
         assert analysis.probabilities == pytest.approx(expected["probabilities"], abs=1e-6)
         assert analysis.prediction == expected["prediction"]
-        assert [(w.code.value, w.message) for w in analysis.warnings if w.code not in LUNG_NOTES] == [
-            (w["code"], w["message"]) for w in expected["warnings"]
+        assert [(w.code.value, w.message) for w in analysis.warnings if w.code.value not in LUNG_NOTES] == [
+            (w["code"], w["message"]) for w in expected["warnings"] if w["code"] not in LUNG_NOTES
         ]
         tolerance = ILL_CONDITIONED.get((backbone, cam), GRID_TOLERANCE)
         np.testing.assert_allclose(analysis.grid, expected["grids"][cam], atol=tolerance)
@@ -62,11 +63,15 @@ def test_cli_rows_text_and_exit_status_are_unchanged():
     got = [row for row in map(json.loads, rows.stdout.splitlines()) if row["backbone"] in recorded]
     assert len(got) == len(RECORDED["cli"]["rows"])
     for row, expected in zip(got, RECORDED["cli"]["rows"], strict=True):
-        row["warnings"] = [w for w in row["warnings"] if w["code"] not in LUNG_NOTES]
+        row["warnings"], expected = without_lung_notes(row), {**expected, "warnings": without_lung_notes(expected)}
         assert {k: row[k] for k in expected if k != "probabilities"} == {
             k: v for k, v in expected.items() if k != "probabilities"
         }
         assert row["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
     added = "|".join(re.escape(f"  [{code}]") for code in LUNG_NOTES)
     lines = [re.sub(added, "", line) for line in text.stdout.splitlines() if line.split(":")[0].split()[-1] in recorded]
-    assert lines == RECORDED["cli"]["text"]
+    assert lines == [re.sub(added, "", line) for line in RECORDED["cli"]["text"]]
+
+
+def without_lung_notes(row: dict) -> list[dict]:
+    return [w for w in row["warnings"] if w["code"] not in LUNG_NOTES]

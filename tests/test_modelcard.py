@@ -25,12 +25,20 @@ from covidnet.assessment.report_files import (
     read_gate_report,
     read_leave_one_out_report,
     read_report,
+    read_uncertain_report,
     write_familiarity_report,
     write_gate_report,
     write_leave_one_out_report,
     write_report,
+    write_uncertain_report,
 )
-from covidnet.assessment.report_schema import FAMILIARITY_REPORT, LEAVE_ONE_OUT_REPORT, SCHEMA_VERSION, ReportError
+from covidnet.assessment.report_schema import (
+    FAMILIARITY_REPORT,
+    LEAVE_ONE_OUT_REPORT,
+    SCHEMA_VERSION,
+    UNCERTAIN_REPORT,
+    ReportError,
+)
 from covidnet.data.records import Record
 from covidnet.data.splits import SplitEntry
 from covidnet.models.checkpoints import checkpoint_paths
@@ -168,6 +176,7 @@ def test_committed_reports_read_and_write_back_unchanged(path, tmp_path):
         "gate": (read_gate_report, write_gate_report),
         LEAVE_ONE_OUT_REPORT: (read_leave_one_out_report, write_leave_one_out_report),
         FAMILIARITY_REPORT: (read_familiarity_report, write_familiarity_report),
+        UNCERTAIN_REPORT: (read_uncertain_report, write_uncertain_report),
     }
     reader, writer = special.get(path.stem, (read_report, write_report))
     report = reader(path)

@@ -181,11 +181,12 @@ Accuracy when the lungs are blacked out and when everything except the lungs is 
 segmenter found plausible lungs, next to the unmasked accuracy on the same scans), and with the top {TOP_BAND:.0%}
 and the corners blacked out; a
 linear probe's {PROBE_FOLDS}-fold accuracy at telling the data source from the penultimate features; and the
-median Spearman rank correlation between Grad-CAM of the trained model and of the same model with its layers from
-the explained one onwards re-initialised (Adebayo et al. 2018: near 1 would mean the heatmap ignores what the
-model learned; a median at or above {SALIENCY_MAX_SPEARMAN} is reported below). ResNet's and DenseNet's explained
-layers are whole stages; VGG's is the ReLU after its last convolution, which has no parameters, so for VGG the
-re-initialisation starts at the stage that computes it (its last two convolutions): re-initialising only the
+median Spearman rank correlation between the Grad-CAM grid (over what the model saw, before it is placed on the
+film) of the trained model and of the same model with its layers from the explained one onwards re-initialised
+(Adebayo et al. 2018: near 1 would mean the heatmap ignores what the model learned; a median at or above
+{SALIENCY_MAX_SPEARMAN} is reported below). ResNet's and DenseNet's explained layers are whole stages; VGG's is the
+ReLU after its last convolution, which has no parameters, so for VGG the re-initialisation starts at the stage that
+computes it (its last two convolutions): re-initialising only the
 layers after it would leave the explained activations themselves trained.
 
 {shortcut_table(reports)}

@@ -99,10 +99,15 @@ def write_uncertain_report(report: UncertainReport, path: Path) -> None:
     _write(report.to_dict(), path)
 
 
+def read_uncertain_report(path: Path) -> UncertainReport:
+    """Read and validate the "uncertain" report at ``path``."""
+    return _read(path, UncertainReport.from_dict)
+
+
 def find_uncertain_report(folder: Path) -> UncertainReport | None:
     """The "uncertain" report in ``folder`` (``UNCERTAIN_REPORT``), or None if there is none."""
     path = Path(folder) / f"{UNCERTAIN_REPORT}.json"
-    return _read(path, UncertainReport.from_dict) if path.exists() else None
+    return read_uncertain_report(path) if path.exists() else None
 
 
 def _write(record: dict[str, Any], path: Path) -> None:

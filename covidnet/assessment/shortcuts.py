@@ -108,14 +108,17 @@ def source_probe(features: np.ndarray, sources: list[str], *, seed: int = 0) -> 
 def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -> dict:
     """Spearman correlation between Grad-CAM of the trained model and of a copy whose layers from the explained
     one onwards are re-initialised (cascading randomisation); for a parameter-free explained layer, from the start
-    of the stage that computes it, so that the explained activations themselves are randomised."""
+    of the stage that computes it, so that the explained activations themselves are randomised.
+
+    The maps compared are the CAM grids over what the model saw: a lung-crop model's full-size heatmap is zero
+    outside the crop for both models, and those shared zeros would make unrelated maps look alike."""
     randomised = Predictor.of(
         _reinitialised_from_cam_layer(predictor, seed), predictor.meta, segmenter=predictor.segmenter
     )
     correlations = []
     for scan in scans:
-        trained = predictor.analyze(scan).heatmap
-        random_map = randomised.analyze(scan).heatmap
+        trained = np.asarray(predictor.analyze(scan).grid)
+        random_map = np.asarray(randomised.analyze(scan).grid)
         rho = spearmanr(trained.ravel(), random_map.ravel()).statistic
         correlations.append(0.0 if np.isnan(rho) else float(rho))
     return {
