@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = ROOT / "docs" / "experiments" / "unseen_rounds"
 _spec = importlib.util.spec_from_file_location("shipping_rule", ROOT / "docs" / "experiments" / "shipping_rule.py")
@@ -32,3 +34,14 @@ def test_better_on_two_and_worse_on_none_ships_and_the_floor_holds():
     assert not rule.verdict(base, dataclasses.replace(better, within_archive={"eurorad": 0.6, "radiopaedia": 0.7}))[0]
     assert not rule.verdict(base, dataclasses.replace(better, internal_macro_auc=0.91))[0]
     assert not rule.verdict(base, dataclasses.replace(base, wrong_not_flagged=0.04))[0]  # better on one only
+
+
+def test_answered_and_wrong_come_from_the_films_at_any_threshold_and_match_the_curve_on_its_grid():
+    report = rule.read_report(ROUNDS / "loso_tl" / "nih-chestxray8" / "left_out.json")
+    (name, result), films = next(iter(report.backbones.items())), report.films
+    for threshold in (0.8, 0.9, 0.95):
+        from_films = rule._selective_at(result.metrics, threshold, films, name)
+        assert from_films == pytest.approx(rule._selective_at(result.metrics, threshold), abs=2e-3)
+    answered, wrong = rule._selective_at(result.metrics, 0.87, films, name)  # off the curve's grid
+    top = films.of_model(name).max(axis=1)
+    assert answered == pytest.approx((top >= 0.87).mean()) and 0 < wrong < answered

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from covidnet.assessment.films import Films
 from covidnet.assessment.metric_records import Metrics
 from covidnet.assessment.report_files import read_report
 from covidnet.classes import TASK
@@ -47,6 +51,8 @@ class Measured:
     wrong_not_flagged: float  # share of the unseen-source films
     answered: float  # share of the unseen-source films
     films: int
+    wrong_at_coverage: dict[float, float] | None = None  # share answered → share answered and wrong (films known)
+    confident_mistakes: dict[str, int] | None = None  # "source: truth → answer" among its most confident 10%
 
     @property
     def a(self) -> float:
@@ -63,8 +69,16 @@ def _only(report_path: Path) -> Metrics:
     return result.metrics
 
 
-def _selective_at(metrics: Metrics, threshold: float) -> tuple[float, float]:
-    """(share answered, share answered and wrong) at ``threshold``, from the report's selective curve."""
+def _selective_at(
+    metrics: Metrics, threshold: float, films: Films | None = None, name: str = ""
+) -> tuple[float, float]:
+    """(share answered, share answered and wrong) at ``threshold``: from the report's films (model ``name``'s
+    probabilities) where it has them, else from its selective curve, which holds only its grid's thresholds."""
+    if films is not None:
+        probabilities = films.of_model(name)
+        answered = probabilities.max(axis=1) >= threshold
+        wrong = answered & (probabilities.argmax(axis=1) != films.label_indices())
+        return float(answered.mean()), float(wrong.mean())
     (row,) = [r for r in metrics.selective if abs(r["threshold"] - threshold) < 1e-9]
     wrong = 0.0 if row["accuracy"] is None else row["coverage"] * (1 - row["accuracy"])
     return row["coverage"], wrong
@@ -75,18 +89,59 @@ def measure(name: str, weights: Path, rounds: Path) -> Measured:
     meta = read_checkpoint_metadata(weights / f"{name}.json")
     threshold = meta.thresholds.uncertain_below
     internal = read_report(weights / "reports" / "internal_test.json").backbones[name].metrics
-    external = read_report(weights / "reports" / "external.json").backbones[name].metrics
+    external_report = read_report(weights / "reports" / "external.json")
+    external = external_report.backbones[name].metrics
+    left_out_reports = {source: read_report(rounds / source / "left_out.json") for source in ADULT_PNEUMONIA}
     left_out = {source: _only(rounds / source / "left_out.json") for source in ADULT_PNEUMONIA}
     found = {s: m.per_class[TASK.other_disease].sensitivity.value for s, m in left_out.items()}
     archives = external.covid_vs_pneumonia_auc_by_archive or {}
     within = {a: archives[a].auc.value for a in ARCHIVES}
-    sets = [external, *left_out.values()]
+    sets = [(external, external_report.films, name)]
+    sets += [(left_out[s], r.films, next(iter(r.backbones))) for s, r in left_out_reports.items()]
     answered = wrong = 0.0
-    for metrics in sets:
-        share, wrong_share = _selective_at(metrics, threshold)
+    for metrics, report_films, model in sets:
+        share, wrong_share = _selective_at(metrics, threshold, report_films, model)
         answered, wrong = answered + share * metrics.n, wrong + wrong_share * metrics.n
-    films = sum(m.n for m in sets)
-    return Measured(name, internal.macro_auc.value, found, within, threshold, wrong / films, answered / films, films)
+    films = sum(m.n for m, _, _ in sets)
+    known = all(f for _, f, _ in sets)
+    curve = _risk_coverage([(f, model) for _, f, model in sets]) if known else None
+    mistakes = _confident_mistakes([(f, model) for _, f, model in sets]) if known else None
+    return Measured(
+        name,
+        internal.macro_auc.value,
+        found,
+        within,
+        threshold,
+        wrong / films,
+        answered / films,
+        films,
+        curve,
+        mistakes,
+    )
+
+
+COVERAGES = (0.1, 0.2, 0.3, 0.5)  # shares of the unseen-source films answered, most confident first
+
+
+def _risk_coverage(sets: list[tuple[Films, str]]) -> dict[float, float]:
+    """Pooled over ``sets``: when only the most confident share of the films is answered, the share of all films
+    answered and wrong, for each share in ``COVERAGES``."""
+    top = np.concatenate([films.of_model(model).max(axis=1) for films, model in sets])
+    wrong = np.concatenate([films.of_model(model).argmax(axis=1) != films.label_indices() for films, model in sets])
+    ranked = wrong[np.argsort(-top, kind="stable")]
+    return {c: float(ranked[: round(c * len(ranked))].sum() / len(ranked)) for c in COVERAGES}
+
+
+def _confident_mistakes(sets: list[tuple[Films, str]], share: float = COVERAGES[0]) -> dict[str, int]:
+    """The wrong answers among the most confident ``share`` of the pooled films, counted by source, truth and answer."""
+    rows = []
+    for films, model in sets:
+        probabilities = films.of_model(model)
+        for p, truth, origin in zip(probabilities, films.label_indices(), films.origins, strict=True):
+            rows.append((p.max(), films.classes[truth], films.classes[p.argmax()], origin.split(" ")[0]))
+    rows.sort(key=lambda row: -row[0])
+    kinds = Counter(f"{o}: {t} → {a}" for _, t, a, o in rows[: round(share * len(rows))] if t != a)
+    return dict(kinds.most_common())
 
 
 def verdict(incumbent: Measured, candidate: Measured) -> tuple[bool, list[str]]:
@@ -164,6 +219,15 @@ def main() -> int:
     candidate = measure(args.candidate[0], Path(args.candidate[1]), Path(args.candidate[2]))
     ships, reasons = verdict(incumbent, candidate)
     print(table([("incumbent", incumbent), ("candidate", candidate)]))
+    if incumbent.wrong_at_coverage and candidate.wrong_at_coverage:
+        print("\nAnswered and wrong (share of the unseen-source films) when each answers only its most confident")
+        print(" / ".join(f"{c:.0%}" for c in COVERAGES) + " of them:")
+        for role, m in (("incumbent", incumbent), ("candidate", candidate)):
+            print(f"  {role}: " + " / ".join(f"{w:.1%}" for w in m.wrong_at_coverage.values()))
+        print(f"Wrong answers among each one's most confident {COVERAGES[0]:.0%}, by source, truth → answer:")
+        for role, m in (("incumbent", incumbent), ("candidate", candidate)):
+            kinds = m.confident_mistakes
+            print(f"  {role}: {sum(kinds.values())}: " + ", ".join(f"{k} {n}" for k, n in list(kinds.items())[:4]))
     print(f"\n{'SHIPS' if ships else 'DOES NOT SHIP'}: {'; '.join(reasons)}")
     return 0 if ships else 1
 
