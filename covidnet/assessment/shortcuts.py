@@ -119,8 +119,8 @@ def saliency_sanity(predictor: Predictor, scans: list[Scan], *, seed: int = 0) -
     for scan in scans:
         trained = np.asarray(predictor.analyze(scan).grid)
         random_map = np.asarray(randomised.analyze(scan).grid)
-        rho = spearmanr(trained.ravel(), random_map.ravel()).statistic
-        correlations.append(0.0 if np.isnan(rho) else float(rho))
+        constant = np.ptp(trained) == 0 or np.ptp(random_map) == 0  # no ranking to share: no correlation
+        correlations.append(0.0 if constant else float(spearmanr(trained.ravel(), random_map.ravel()).statistic))
     return {
         "n": len(scans),
         "median_spearman": float(np.median(correlations)),
