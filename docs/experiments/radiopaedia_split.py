@@ -6,35 +6,30 @@
 
 from __future__ import annotations
 
-import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
-CXR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cxr"
+from covidnet.assessment.archives import read_archives
+from covidnet.data.locations import DEFAULT_DATA
+from covidnet.data.records import read_metadata
+from covidnet.data.splits import read_split_file, write_split_file
 
 
 def main(split_in: Path, split_out: Path) -> None:
-    archives = list(csv.DictReader((CXR / "ieee8023_archives.csv").open()))
-    patients = {row["patient_id"] for row in archives if row["archive"] == "radiopaedia"}
-    metadata = list(csv.DictReader((CXR / "metadata.csv").open()))
-    moved = {row["sha256"] for row in metadata if row["patient_id"] in patients}
-    with split_in.open() as f:
-        reader = csv.DictReader(f)
-        rows, fields = list(reader), reader.fieldnames
-    straddling = {r["split"] for r in rows if r["sha256"] in moved} - {"external"}
-    if straddling:
+    entries = read_split_file(split_in)
+    records = [r for r in read_metadata(DEFAULT_DATA / "metadata.csv") if r.sha256 in entries]
+    archives = read_archives(DEFAULT_DATA / "ieee8023_archives.csv", root=DEFAULT_DATA)
+    patients = {r.patient for r in records if archives.get(r.path) == "radiopaedia"}
+    moved = [r for r in records if r.patient in patients]
+    if straddling := {entries[r.sha256].split for r in moved} - {"external"}:
         raise SystemExit(f"Radiopaedia patients already in {sorted(straddling)}: they would straddle the split")
-    for row in rows:
-        if row["sha256"] in moved:
-            row["split"] = "train"
+    split = ["train" if r.patient in patients else entries[r.sha256].split for r in records]
     split_out.parent.mkdir(parents=True, exist_ok=True)
-    with split_out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    films = [r for r in metadata if r["sha256"] in moved]
-    labels = {label: sum(r["label"] == label for r in films) for label in sorted({r["label"] for r in films})}
-    print(f"moved {len(films)} films of {len(patients)} patients into train: {labels}; wrote {split_out}")
+    hashes, rounds = [entries[r.sha256].phash for r in records], [entries[r.sha256].round for r in records]
+    write_split_file(split_out, records, hashes, split, rounds)
+    labels = dict(sorted(Counter(r.label for r in moved).items()))
+    print(f"moved {len(moved)} films of {len(patients)} patients into train: {labels}; wrote {split_out}")
 
 
 if __name__ == "__main__":

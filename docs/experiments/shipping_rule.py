@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from covidnet.assessment.evaluation_report import EvaluationReport
 from covidnet.assessment.films import Films
 from covidnet.assessment.metric_records import Metrics
 from covidnet.assessment.report_files import read_report
@@ -63,10 +64,16 @@ class Measured:
         return sum(self.within_archive.values()) / len(self.within_archive)
 
 
-def _only(report_path: Path) -> Metrics:
-    """The metrics of the one backbone a report measured."""
-    (result,) = read_report(report_path).backbones.values()
-    return result.metrics
+def _only(report: EvaluationReport) -> tuple[str, Metrics]:
+    """The name and metrics of the one backbone a report measured."""
+    ((name, result),) = report.backbones.items()
+    return name, result.metrics
+
+
+def _top_and_wrong(films: Films, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Model ``name``'s top probability of each film, and whether its top class was wrong."""
+    probabilities = films.of_model(name)
+    return probabilities.max(axis=1), probabilities.argmax(axis=1) != films.label_indices()
 
 
 def _selective_at(
@@ -75,10 +82,9 @@ def _selective_at(
     """(share answered, share answered and wrong) at ``threshold``: from the report's films (model ``name``'s
     probabilities) where it has them, else from its selective curve, which holds only its grid's thresholds."""
     if films is not None:
-        probabilities = films.of_model(name)
-        answered = probabilities.max(axis=1) >= threshold
-        wrong = answered & (probabilities.argmax(axis=1) != films.label_indices())
-        return float(answered.mean()), float(wrong.mean())
+        top, wrong = _top_and_wrong(films, name)
+        answered = top >= threshold
+        return float(answered.mean()), float((answered & wrong).mean())
     (row,) = [r for r in metrics.selective if abs(r["threshold"] - threshold) < 1e-9]
     wrong = 0.0 if row["accuracy"] is None else row["coverage"] * (1 - row["accuracy"])
     return row["coverage"], wrong
@@ -91,13 +97,13 @@ def measure(name: str, weights: Path, rounds: Path) -> Measured:
     internal = read_report(weights / "reports" / "internal_test.json").backbones[name].metrics
     external_report = read_report(weights / "reports" / "external.json")
     external = external_report.backbones[name].metrics
-    left_out_reports = {source: read_report(rounds / source / "left_out.json") for source in ADULT_PNEUMONIA}
-    left_out = {source: _only(rounds / source / "left_out.json") for source in ADULT_PNEUMONIA}
-    found = {s: m.per_class[TASK.other_disease].sensitivity.value for s, m in left_out.items()}
+    left_out = {source: read_report(rounds / source / "left_out.json") for source in ADULT_PNEUMONIA}
+    rounds_only = {source: _only(report) for source, report in left_out.items()}
+    found = {s: m.per_class[TASK.other_disease].sensitivity.value for s, (_, m) in rounds_only.items()}
     archives = external.covid_vs_pneumonia_auc_by_archive or {}
     within = {a: archives[a].auc.value for a in ARCHIVES}
     sets = [(external, external_report.films, name)]
-    sets += [(left_out[s], r.films, next(iter(r.backbones))) for s, r in left_out_reports.items()]
+    sets += [(m, left_out[s].films, model) for s, (model, m) in rounds_only.items()]
     answered = wrong = 0.0
     for metrics, report_films, model in sets:
         share, wrong_share = _selective_at(metrics, threshold, report_films, model)
@@ -126,8 +132,8 @@ COVERAGES = (0.1, 0.2, 0.3, 0.5)  # shares of the unseen-source films answered, 
 def _risk_coverage(sets: list[tuple[Films, str]]) -> dict[float, float]:
     """Pooled over ``sets``: when only the most confident share of the films is answered, the share of all films
     answered and wrong, for each share in ``COVERAGES``."""
-    top = np.concatenate([films.of_model(model).max(axis=1) for films, model in sets])
-    wrong = np.concatenate([films.of_model(model).argmax(axis=1) != films.label_indices() for films, model in sets])
+    pairs = [_top_and_wrong(films, model) for films, model in sets]
+    top, wrong = np.concatenate([t for t, _ in pairs]), np.concatenate([w for _, w in pairs])
     ranked = wrong[np.argsort(-top, kind="stable")]
     return {c: float(ranked[: round(c * len(ranked))].sum() / len(ranked)) for c in COVERAGES}
 
@@ -190,7 +196,7 @@ def rounds_table(folders: list[Path]) -> str:
         for source in ADULT_PNEUMONIA:
             if not (folder / source / "left_out.json").exists():
                 continue
-            m = _only(folder / source / "left_out.json")
+            _, m = _only(read_report(folder / source / "left_out.json"))
             counts = f"{m.class_counts[TASK.normal]} / {m.class_counts[TASK.other_disease]}"
             found = m.per_class[TASK.other_disease].sensitivity.value
             normal = m.per_class[TASK.normal].sensitivity.value
