@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +46,19 @@ def test_answered_and_wrong_come_from_the_films_at_any_threshold_and_match_the_c
     answered, wrong = rule._selective_at(result.metrics, 0.87, films, name)  # off the curve's grid
     top = films.of_model(name).max(axis=1)
     assert answered == pytest.approx((top >= 0.87).mean()) and 0 < wrong < answered
+
+
+def test_rounds_risk_at_equal_coverage_is_pooled_over_both_sources_and_grows_with_coverage():
+    table = rule.rounds_risk_table([ROUNDS / "loso_r18old", ROUNDS / "loso_tl"])
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [row[1] for row in rows] == [str(669 + 974)] * 2  # every NIH and RSNA pool film
+    for row in rows:
+        shares = [float(s.rstrip("%")) for s in row[2].rstrip(" |").split(" / ")]
+        assert shares == sorted(shares) and all(0 <= s <= 100 * c for s, c in zip(shares, rule.COVERAGES, strict=True))
+    sets = []
+    for source in rule.ADULT_PNEUMONIA:
+        report = rule.read_report(ROUNDS / "loso_tl" / source / "left_out.json")
+        sets.append((report.films, rule._only(report)[0]))
+    top, wrong = (np.concatenate(parts) for parts in zip(*(rule._top_and_wrong(f, m) for f, m in sets), strict=True))
+    most_confident_tenth = wrong[np.argsort(-top, kind="stable")][: round(0.1 * len(top))]
+    assert rows[1][2].startswith(f"{most_confident_tenth.sum() / len(top):.1%}")

@@ -212,6 +212,24 @@ def rounds_table(folders: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def rounds_risk_table(folders: list[Path]) -> str:
+    """Each recipe's rounds pooled over the adult-pneumonia sources: the share of those films answered and wrong when
+    only the most confident share is answered, so that recipes compare at equal coverage, whatever their threshold."""
+    lines = [
+        "| recipe (rounds folder) | films | answered and wrong, most confident "
+        + " / ".join(f"{c:.0%}" for c in COVERAGES)
+        + " answered |",
+        "|---|---|---|",
+    ]
+    for folder in folders:
+        reports = [read_report(folder / s / "left_out.json") for s in ADULT_PNEUMONIA]
+        sets = [(report.films, _only(report)[0]) for report in reports]
+        curve = _risk_coverage(sets)
+        films = sum(len(f.label_indices()) for f, _ in sets)
+        lines.append(f"| {folder.name} | {films} | " + " / ".join(f"{w:.1%}" for w in curve.values()) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--incumbent", nargs=3, metavar=("NAME", "WEIGHTS", "ROUNDS"))
@@ -220,6 +238,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds:
         print(rounds_table(args.rounds))
+        print()
+        print(rounds_risk_table(args.rounds))
         return 0
     incumbent = measure(args.incumbent[0], Path(args.incumbent[1]), Path(args.incumbent[2]))
     candidate = measure(args.candidate[0], Path(args.candidate[1]), Path(args.candidate[2]))
