@@ -76,6 +76,18 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def app_navigation() -> None:
+    """Make sure this page runs inside app.py's navigation. Streamlit runs a page opened by its URL, before any
+    visitor of this server entered at "/", with its older folder-based navigation: pages listed by file name and
+    app.py's frame skipped. Switch the server to app.py's navigation (Streamlit's own switch, which ``st.navigation``
+    also flips) and run again; the page stays the one asked for, because both navigations name it by its URL."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def disclaimer() -> None:
     """The disclaimer, under the page's title: every page shows it exactly once."""
     st.caption(DISCLAIMER)

@@ -4,6 +4,8 @@ import streamlit as st
 
 import ui
 
+ui.app_navigation()
+
 st.title("About CovidNet")
 ui.disclaimer()
 trained = ", ".join(ui.trained()) or "none yet"

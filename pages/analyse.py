@@ -8,6 +8,8 @@ import streamlit as st
 import covidnet
 import ui
 
+ui.app_navigation()
+
 st.title("Analyse a chest X-ray")
 ui.disclaimer()
 names = ui.require_trained()

@@ -6,6 +6,8 @@ import streamlit as st
 import ui
 from covidnet.scoring.rows import csv_text
 
+ui.app_navigation()
+
 st.title("Batch analysis")
 ui.disclaimer()
 names = ui.require_trained()

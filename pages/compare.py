@@ -7,6 +7,8 @@ import streamlit as st
 import covidnet
 import ui
 
+ui.app_navigation()
+
 st.title("Compare backbones")
 ui.disclaimer()
 names = ui.require_trained()

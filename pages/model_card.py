@@ -26,6 +26,8 @@ from covidnet.assessment.report_files import (
 from covidnet.assessment.tables import REPORT_TITLES, results_table, shown
 from covidnet.models.checkpoints import default_weights_dir
 
+ui.app_navigation()
+
 st.title("Model card")
 ui.disclaimer()
 reports_dir = default_weights_dir() / "reports"

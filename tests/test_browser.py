@@ -105,3 +105,17 @@ def test_no_page_asks_an_outside_host_and_each_shows_the_disclaimer_once(server,
     assert "What it is not" in page.inner_text("body")  # the About page was drawn to its end
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "about.png"), full_page=True)
+
+
+def test_a_page_opened_by_its_url_on_a_fresh_server_shows_the_apps_own_navigation(weights_dir, browser):
+    """Streamlit runs the first page opened by URL with its folder-based navigation (file names, no app.py frame)
+    unless the page switches to app.py's; a fresh server, so no earlier visit to "/" has switched it already."""
+    with serve_app(weights_dir) as (url, _pid):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/compare", wait_until="networkidle")
+        page.get_by_role("heading", name="Compare backbones", exact=True).wait_for(timeout=60_000)
+        navigation = page.locator('[data-testid="stSidebarNav"]')
+        navigation.get_by_role("link", name="Compare backbones").wait_for(timeout=30_000)
+        links = navigation.get_by_role("link").all_inner_texts()
+        assert not {"app", "compare", "model card"} & {link.strip().lower() for link in links}, links
+        page.close()
