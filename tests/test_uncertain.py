@@ -11,7 +11,7 @@ import pytest
 import covidnet
 from covidnet.assessment.films import Films
 from covidnet.assessment.report_files import find_uncertain_report, read_report, write_report
-from covidnet.assessment.thresholds import CHECK, CHOOSE, Pool, choose_threshold, half_of
+from covidnet.assessment.thresholds import CHECK, CHOOSE, GRID, Pool, choose_threshold, half_of, wrong_answered_bound
 from covidnet.assessment.unseen_facts import answer_limits
 from covidnet.cli import main
 from covidnet.models.checkpoints import checkpoint_paths
@@ -34,20 +34,34 @@ def films(top: np.ndarray, wrong: np.ndarray, *, origin: str = "unseen", backbon
     )
 
 
-def test_the_threshold_is_the_lowest_at_which_at_most_5_percent_of_films_are_answered_and_wrong():
-    # 100 films: top 0.55 for 40 (20 wrong), 0.75 for 30 (6 wrong), 0.95 for 30 (2 wrong)
-    top = np.repeat([0.55, 0.75, 0.95], [40, 30, 30])
-    wrong = np.zeros(100, dtype=bool)
-    wrong[np.r_[np.arange(20), 40 + np.arange(6), 70, 71]] = True
-    pool = Pool.of([(films(top, wrong), "resnet18")])
+def pool_of(scale: int) -> Pool:
+    """``100 * scale`` films: top 0.55 for 40% (half of them wrong), 0.75 for 30% (a fifth wrong), 0.95 for 30%
+    (one in fifteen wrong)."""
+    top = np.repeat([0.55, 0.75, 0.95], [40 * scale, 30 * scale, 30 * scale])
+    wrong = np.zeros(100 * scale, dtype=bool)
+    wrong[np.r_[np.arange(20 * scale), 40 * scale + np.arange(6 * scale), 70 * scale + np.arange(2 * scale)]] = True
+    return Pool.of([(films(top, wrong), "resnet18")])
 
+
+def test_the_threshold_is_the_lowest_at_which_at_most_5_percent_of_films_are_answered_and_wrong():
+    pool = pool_of(10)
     at = {round(p.threshold, 2): p for p in pool.curve()}
     assert at[0.5].answered == 1.0 and at[0.5].wrong_answered == pytest.approx(0.28)
     assert at[0.6].answered == pytest.approx(0.6) and at[0.6].wrong_answered == pytest.approx(0.08)
     assert at[0.8].accuracy == pytest.approx(28 / 30) and at[0.8].wrong_answered == pytest.approx(0.02)
     assert choose_threshold(pool.curve()) == pytest.approx(0.76)  # 0.75 still answers 8% wrong
-    assert choose_threshold(pool.curve(), 0.10) == pytest.approx(0.56)
-    assert choose_threshold(pool.curve(), 0.0) == pytest.approx(0.96)  # only answering nothing meets it
+    assert choose_threshold(pool.curve(), 0.10) == pytest.approx(0.56)  # 8.0% of 1,000: bound 9.6%
+    assert choose_threshold(pool.curve(), 0.0) == max(GRID)  # no number of films shows "never wrong"
+
+
+def test_the_bound_must_hold_with_confidence_so_few_films_cannot_show_it():
+    """2% answered and wrong on 100 films does not show at most 5% (upper bound 6.2%); answering nothing does."""
+    pool = pool_of(1)
+    at = {round(p.threshold, 2): p for p in pool.curve()}
+    assert at[0.76].wrong_answered == pytest.approx(0.02)
+    assert wrong_answered_bound(at[0.76]) == pytest.approx(0.0616, abs=5e-4)
+    assert wrong_answered_bound(at[0.96]) == pytest.approx(1 - 0.05 ** (1 / 100))  # none answered: 2.95%
+    assert choose_threshold(pool.curve()) == pytest.approx(0.96)
 
 
 def test_a_patient_falls_in_one_half_only_and_the_halves_are_about_even():
@@ -90,7 +104,7 @@ def test_calibrate_uncertain_records_each_threshold_and_writes_the_curves(weight
     assert set(report.models) == {*read_report(folder / "unseen.json").backbones, "ensemble"}
     resnet = report.models["resnet18"]
     choose_half = Pool.of([(read_report(folder / "unseen.json").films, "resnet18")]).half(CHOOSE)
-    assert resnet.chosen.wrong_answered <= 0.05 < choose_half.at(resnet.threshold - 0.01).wrong_answered
+    assert wrong_answered_bound(resnet.chosen) <= 0.05 < wrong_answered_bound(choose_half.at(resnet.threshold - 0.01))
     assert resnet.checked.n + resnet.chosen.n == 400 and set(resnet.checked_by_source) == {"hospital-x"}
     assert resnet.internal_curve[0].answered == 1.0 and len(resnet.unseen_curve) == len(resnet.internal_curve)
     meta = read_checkpoint_metadata(weights / "resnet18.json")

@@ -2,7 +2,10 @@
 
 A film is *answered* when its top calibrated probability reaches the threshold, and *uncertain* below it. The
 threshold is the lowest on ``GRID`` at which the films answered **and wrong** are at most ``MAX_WRONG_ANSWERED`` of
-all unseen-source films of the *choose* half; it is then checked on the *check* half. Films fall into halves by a
+all unseen-source films of the *choose* half, with ``BOUND_CONFIDENCE`` confidence: the one-sided Clopper–Pearson
+upper bound of that share, not the share itself, has to meet it, so that the bound also holds on films the threshold
+was not chosen on (a threshold chosen where the observed share just meets the bound misses it on about half of new
+samples). It is then checked on the *check* half. Films fall into halves by a
 hash of their patient, so no patient is in both. ``covidnet calibrate-uncertain`` records the result in each
 checkpoint's metadata (``Thresholds``) and in ``weights/reports/uncertain.json``.
 """
@@ -14,11 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta
 
 from covidnet.assessment.films import Films
 from covidnet.inference.results import MAJORITY
 
 MAX_WRONG_ANSWERED = 0.05  # at most this share of unseen-source films may be answered and wrong
+BOUND_CONFIDENCE = 0.95  # ... shown with this confidence (one-sided upper bound) on the films it is chosen on
 GRID = tuple(float(t) for t in np.arange(MAJORITY, 0.9951, 0.01).round(2))  # never below a majority
 CHOOSE, CHECK = "choose", "check"
 
@@ -91,8 +96,16 @@ def half_of(patient: str) -> str:
     return CHOOSE if hashlib.sha256(patient.encode()).digest()[0] % 2 == 0 else CHECK
 
 
-def choose_threshold(curve: Sequence[Point], max_wrong_answered: float = MAX_WRONG_ANSWERED) -> float:
-    """The lowest threshold of ``curve`` at which answered-and-wrong films are at most ``max_wrong_answered``;
-    the highest threshold if none is."""
-    meeting = [p.threshold for p in curve if p.wrong_answered <= max_wrong_answered]
+def wrong_answered_bound(point: Point, confidence: float = BOUND_CONFIDENCE) -> float:
+    """The one-sided Clopper–Pearson upper confidence bound of ``point``'s share of films answered and wrong."""
+    wrong = round(point.wrong_answered * point.n)
+    return 1.0 if wrong >= point.n else float(beta.ppf(confidence, wrong + 1, point.n - wrong))
+
+
+def choose_threshold(
+    curve: Sequence[Point], max_wrong_answered: float = MAX_WRONG_ANSWERED, confidence: float = BOUND_CONFIDENCE
+) -> float:
+    """The lowest threshold of ``curve`` at which the upper bound of the share answered and wrong is at most
+    ``max_wrong_answered``; the highest threshold if none is."""
+    meeting = [p.threshold for p in curve if wrong_answered_bound(p, confidence) <= max_wrong_answered]
     return min(meeting) if meeting else max(p.threshold for p in curve)
