@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 import covidnet
-from covidnet.assessment.thresholds import BOUND_CONFIDENCE
+from covidnet.assessment.thresholds import bound_in_words
 from covidnet.assessment.unseen_facts import answer_limits, unseen_agreement
 from covidnet.inference.drawing import colour_scale
 from covidnet.inference.results import Analysis
@@ -214,10 +214,7 @@ def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
         f"the threshold was chosen on {t.uncertain_chosen_on}"
     )
     if t.uncertain_max_wrong is not None:
-        basis += (
-            f": chosen so that the answers at or above it are wrong on at most {t.uncertain_max_wrong:.0%} of all "
-            f"films, with {BOUND_CONFIDENCE:.0%} confidence"
-        )
+        basis += f": the answers at or above it were {bound_in_words(t.uncertain_max_wrong, t.uncertain_confidence)}"
     if t.answered_share is not None and t.answered_accuracy is not None:
         basis += (
             f"; on the held-back half of those films it answered {t.answered_share:.0%} of them, "

@@ -7,6 +7,7 @@ import streamlit as st
 
 import covidnet
 import ui
+from covidnet.assessment.thresholds import bound_in_words
 
 ui.app_navigation()
 
@@ -42,8 +43,8 @@ top = result.probabilities[result.prediction]
 if result.uncertain:
     chosen = meta.thresholds
     basis = (
-        f"on {chosen.uncertain_chosen_on}, the answers at or above it were wrong on at most "
-        f"{chosen.uncertain_max_wrong:.0%} of all films"
+        f"on {chosen.uncertain_chosen_on}, the answers at or above it were "
+        f"{bound_in_words(chosen.uncertain_max_wrong, chosen.uncertain_confidence)}"
         if result.uncertain_below is not None and chosen.uncertain_max_wrong is not None
         else "no class has a majority (no threshold is recorded for these weights)"
     )

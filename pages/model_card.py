@@ -24,7 +24,7 @@ from covidnet.assessment.report_files import (
     read_reports,
 )
 from covidnet.assessment.tables import REPORT_TITLES, results_table, shown
-from covidnet.assessment.thresholds import BOUND_CONFIDENCE
+from covidnet.assessment.thresholds import bound_in_words
 from covidnet.models.checkpoints import default_weights_dir
 
 ui.app_navigation()
@@ -105,8 +105,8 @@ if uncertain is not None and model in uncertain.models:
     st.markdown(
         f'{model} answers when its top probability reaches {calibration.threshold:.0%} and says "uncertain" below '
         f"it. The threshold was chosen on films from sources it never trained on ({calibration.unseen}): the lowest "
-        f"at which at most {uncertain.max_wrong_answered:.0%} of those films are answered wrongly, shown with "
-        f"{BOUND_CONFIDENCE:.0%} confidence (an upper bound). On the other half "
+        f"at which its answers are {bound_in_words(uncertain.max_wrong_answered, uncertain.bound_confidence)}. "
+        "On the other half "
         f"of them ({held_back.n} films, other patients) it answered {held_back.answered:.0%}, and "
         f"{held_back.accuracy or 0:.0%} of those answers were right. The curves show the trade: each point is a "
         "threshold, with the share of films answered and how many of those answers were right."

@@ -112,6 +112,7 @@ def test_analyse_explains_its_signs_with_the_figures_measured_for_the_shipped_we
     assert f"its median was {t.heatmap_in_lungs_median:.0%}" in text
     assert f"less than {t.uncertain_below:.0%}" in text
     assert t.uncertain_max_wrong is None or f"wrong on at most {t.uncertain_max_wrong:.0%} of all films" in text
+    assert t.uncertain_confidence is None or f"of all films, with {t.uncertain_confidence:.0%} confidence" in text
     assert f"a right one {measured.wrong_auroc_unseen['value']:.0%} of the time" in text
     assert ("so the note is not shown" in text) == (not measured.shown)
     assert expander.get("image")[0].captions == ["Colour scale: blue = little evidence, red = the most"]

@@ -38,6 +38,9 @@ def test_the_uncertain_section_shows_each_threshold_its_held_back_figures_and_bo
     assert "hospital-x:" in section and "hospital-y:" in section and "- resnet18: X and Y" in section
     chosen_row = next(line for line in section.splitlines() if "(chosen)" in line)
     assert chosen_row.startswith(f"| resnet18 | {calibration.threshold:.2f} (chosen) |")
+    assert "at most 5% of those films (as observed on them)" in section  # chosen without the upper bound
+    with_bound = uncertain_section(UncertainReport(0.05, {"resnet18": calibration}, bound_confidence=0.95))
+    assert "at most 5% of those films, shown with 95% confidence" in with_bound
     assert uncertain_section(None) == ""
 
 

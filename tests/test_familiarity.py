@@ -78,9 +78,11 @@ def test_choosing_the_uncertain_threshold_keeps_the_lung_cut_and_the_signal(fitt
     folder, _, meta = fitted
     checked = SimpleNamespace(answered=0.5, accuracy=0.9)
     chosen = SimpleNamespace(threshold=0.7, unseen="unseen films", weights_sha256=meta.sha256, checked=checked)
-    assert record_thresholds(SimpleNamespace(max_wrong_answered=0.05, models={MODEL: chosen}), folder)
+    report = SimpleNamespace(max_wrong_answered=0.05, bound_confidence=0.95, models={MODEL: chosen})
+    assert record_thresholds(report, folder)
     after = read_checkpoint_metadata(folder / f"{MODEL}.json")
     assert after.thresholds.uncertain_below == 0.7 and after.familiarity == meta.familiarity
+    assert after.thresholds.uncertain_confidence == 0.95
     assert after.thresholds.heatmap_in_lungs_below == meta.thresholds.heatmap_in_lungs_below
 
 

@@ -109,6 +109,7 @@ def test_calibrate_uncertain_records_each_threshold_and_writes_the_curves(weight
     assert resnet.internal_curve[0].answered == 1.0 and len(resnet.unseen_curve) == len(resnet.internal_curve)
     meta = read_checkpoint_metadata(weights / "resnet18.json")
     assert meta.thresholds.uncertain_below == resnet.threshold and meta.thresholds.uncertain_max_wrong == 0.05
+    assert meta.thresholds.uncertain_confidence == report.bound_confidence == 0.95  # the bound, as it was chosen
     assert meta.thresholds.answered_share == resnet.checked.answered
     assert "hospital-x" in meta.thresholds.uncertain_chosen_on
     vgg = read_checkpoint_metadata(weights / "vgg11_bn.json").thresholds

@@ -8,7 +8,7 @@ from covidnet.assessment.evaluation_report import EvaluationReport
 from covidnet.assessment.metric_records import Metrics
 from covidnet.assessment.report_schema import REPORT_NAMES
 from covidnet.assessment.tables import archives_measured
-from covidnet.assessment.thresholds import BOUND_CONFIDENCE, Point
+from covidnet.assessment.thresholds import Point
 from covidnet.assessment.uncertain_report import UncertainReport
 from covidnet.classes import TASK, display_name
 
@@ -37,10 +37,9 @@ def uncertain_section(report: UncertainReport | None) -> str:
 ## When a model says "uncertain"
 A model answers when its top calibrated probability reaches its threshold, and says "uncertain" below it. Each
 threshold is chosen on films from **sources that model never trained on**: the lowest at which the films answered
-and wrong are at most {report.max_wrong_answered:.0%} of those films, shown with {BOUND_CONFIDENCE:.0%} confidence
-(the one-sided Clopper–Pearson upper bound of that share meets it, so that the bound also holds on films it was
-not chosen on). Films are split into two halves by patient; the threshold is chosen on one half and measured on
-the other, which the table shows. The films were:
+and wrong are at most {report.max_wrong_answered:.0%} of those films{_confidence(report.bound_confidence)}. Films
+are split into two halves by patient; the threshold is chosen on one half and measured on the other, which the
+table shows. The films were:
 {chr(10).join(f"- {name}: {described}" for name, described in sources.items())}
 
 | model | uncertain below | films (held-back half) | answered | right among answered | answered and wrong | by source |
@@ -117,3 +116,13 @@ def _within(m: Metrics, archive: str) -> str:
 
 def _share(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:.{digits}%}"
+
+
+def _confidence(confidence: float | None) -> str:
+    """How the bound was shown on the films the threshold was chosen on."""
+    if confidence is None:
+        return " (as observed on them)"
+    return (
+        f", shown with {confidence:.0%} confidence (the one-sided Clopper–Pearson upper bound of that share meets "
+        "it, so that the bound also holds on films it was not chosen on)"
+    )

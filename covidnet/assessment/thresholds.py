@@ -5,9 +5,9 @@ threshold is the lowest on ``GRID`` at which the films answered **and wrong** ar
 all unseen-source films of the *choose* half, with ``BOUND_CONFIDENCE`` confidence: the one-sided Clopper–Pearson
 upper bound of that share, not the share itself, has to meet it, so that the bound also holds on films the threshold
 was not chosen on (a threshold chosen where the observed share just meets the bound misses it on about half of new
-samples). It is then checked on the *check* half. Films fall into halves by a
-hash of their patient, so no patient is in both. ``covidnet calibrate-uncertain`` records the result in each
-checkpoint's metadata (``Thresholds``) and in ``weights/reports/uncertain.json``.
+samples). It is then checked on the *check* half. Films fall into halves by a hash of their patient, so no patient
+is in both. ``covidnet calibrate-uncertain`` records the result in each checkpoint's metadata (``Thresholds``) and
+in ``weights/reports/uncertain.json``.
 """
 
 from __future__ import annotations
@@ -94,6 +94,12 @@ class Pool:
 def half_of(patient: str) -> str:
     """Which half a patient's films belong to: ``CHOOSE`` or ``CHECK``, fixed by a hash of the patient id."""
     return CHOOSE if hashlib.sha256(patient.encode()).digest()[0] % 2 == 0 else CHECK
+
+
+def bound_in_words(max_wrong_answered: float, confidence: float | None) -> str:
+    """A threshold's recorded bound as a user reads it, with its confidence where it was chosen with one."""
+    words = f"wrong on at most {max_wrong_answered:.0%} of all films"
+    return words if confidence is None else f"{words}, with {confidence:.0%} confidence"
 
 
 def wrong_answered_bound(point: Point, confidence: float = BOUND_CONFIDENCE) -> float:

@@ -88,6 +88,7 @@ class UncertainReport:
     models: dict[str, ModelCalibration]
     agreement: Agreement | None = None
     command: str = ""
+    bound_confidence: float | None = None  # the bound's one-sided confidence; None: met by the observed share
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -162,6 +163,7 @@ def record_thresholds(report: UncertainReport, weights_dir: Path) -> list[str]:
             uncertain_below=calibration.threshold,
             uncertain_chosen_on=f"films from sources it never trained on: {calibration.unseen}",
             uncertain_max_wrong=report.max_wrong_answered,
+            uncertain_confidence=report.bound_confidence,
             answered_share=calibration.checked.answered,
             answered_accuracy=calibration.checked.accuracy,
         )

@@ -39,7 +39,7 @@ def add(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Calibrate every backbone of the unseen report and the ensemble; print and record the thresholds."""
     from covidnet.assessment.report_files import read_report, write_uncertain_report
-    from covidnet.assessment.thresholds import MAX_WRONG_ANSWERED
+    from covidnet.assessment.thresholds import BOUND_CONFIDENCE, MAX_WRONG_ANSWERED
     from covidnet.assessment.uncertain_report import ENSEMBLE, Agreement, UncertainReport, calibrate, record_thresholds
 
     unseen, internal = read_report(args.unseen), read_report(args.internal)
@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         sha = unseen.backbones[name].weights_sha256 if name in unseen.backbones else None
         models[name] = calibrate(parts, (internal.films, name), described_as=described, weights_sha256=sha)
     agreement = Agreement.of(unseen.films, own) if len(unseen.backbones) > 1 else None
-    report = UncertainReport(MAX_WRONG_ANSWERED, models, agreement, command=command_line())
+    report = UncertainReport(
+        MAX_WRONG_ANSWERED, models, agreement, command=command_line(), bound_confidence=BOUND_CONFIDENCE
+    )
     write_uncertain_report(report, args.out)
     for name, m in models.items():
         print(

@@ -66,6 +66,7 @@ class Thresholds:
     uncertain_below: float | None = None  # top-class probability below which an answer is called uncertain
     uncertain_chosen_on: str = ""  # the films it was chosen on, in words (sources the model never trained on)
     uncertain_max_wrong: float | None = None  # the share of those films it lets be answered and wrong
+    uncertain_confidence: float | None = None  # … shown with this confidence (an upper bound); None: as observed
     answered_share: float | None = None  # measured on the held-back half of those films: the share answered …
     answered_accuracy: float | None = None  # … and how many of those answers were right
     heatmap_in_lungs_below: float | None = None  # below this heatmap share inside the lungs, the analysis warns
