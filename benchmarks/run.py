@@ -42,6 +42,7 @@ from covidnet.inference.predictor import Predictor, installed_segmenter
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
 from covidnet.models.registry import build_model, cam_layer, get_spec
+from covidnet.provenance import recorded_path
 from covidnet.scoring.pipeline import DEFAULT_BATCH_SIZE, score_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,10 @@ def median_seconds(work: Callable[[], object], repeats: int = REPEATS, warmup: i
 def weights_folder() -> tuple[Path, str]:
     trained = covidnet.trained_backbones()
     if trained:
-        return default_weights_dir(), "trained weights in " + str(default_weights_dir())
+        folder = default_weights_dir()
+        return folder, f"trained weights in {recorded_path(folder)}/: " + ", ".join(
+            f"{name} {json.loads(checkpoint_paths(name, folder)[1].read_text())['sha256'][:12]}" for name in trained
+        )
     folder = Path(tempfile.mkdtemp(prefix="covidnet-bench-"))
     for name in covidnet.backbones():
         torch.manual_seed(0)

@@ -1,5 +1,5 @@
-"""Metadata and reports record paths relative to the repository, never the absolute paths of the machine that
-wrote them: the committed files, and what training, evaluation and the gate report write."""
+"""Metadata, reports and benchmark results record paths relative to the repository, never the absolute paths of
+the machine that wrote them: the committed files, and what training, evaluation and the gate report write."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ from covidnet.training.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(
-    [*SHIPPED.glob("*.json"), *(SHIPPED / "reports").glob("*.json"), *(ROOT / "docs" / "experiments").rglob("*.json")]
+    [
+        *SHIPPED.glob("*.json"),
+        *(SHIPPED / "reports").glob("*.json"),
+        *(ROOT / "docs" / "experiments").rglob("*.json"),
+        *(ROOT / "benchmarks").glob("*.json"),
+    ]
 )
 
 
