@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CXR_ROOT, SHIPPED
+from test_cli import covidnet_cli
 
 import covidnet
 from covidnet.assessment.card_sections import familiarity_section
@@ -117,3 +118,15 @@ def test_the_note_appears_and_disappears_by_the_measurement_rule(parts, fitted, 
     section = familiarity_section(report)
     assert RULE in section and f"For {MODEL} the measurement found too little information" in section
     assert familiarity_section(None) == ""
+
+
+def test_fitting_refuses_a_split_file_the_model_was_not_trained_with(fitted, tmp_path):
+    folder, _, meta = fitted
+    other = tmp_path / "split.csv"
+    other.write_text((SHIPPED / "split.csv").read_text() + "\n")  # the same assignments, another file
+    before = (folder / meta.familiarity.file).read_bytes()
+    result = covidnet_cli("fit-familiarity", "--backbone", MODEL, "--split-file", other, weights=folder)
+    assert result.returncode == 2
+    assert f"{MODEL} was trained with a split file of sha256 {meta.training.split_file_sha256[:12]}" in result.stderr
+    assert "pass the split file it was trained with (--split-file)" in result.stderr
+    assert (folder / meta.familiarity.file).read_bytes() == before  # nothing refitted

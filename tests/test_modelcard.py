@@ -329,3 +329,16 @@ def test_the_figure_detector_catches_the_kinds_of_stale_figures_seen_before():
 def test_the_generator_and_the_tables_hold_no_figure_of_their_own(module):
     found = {literal: figures(literal) for literal in prose_literals(module) if figures(literal)}
     assert not found, f"figures written into {module.__name__}'s text; take them from the reports or data: {found}"
+
+
+def test_the_lung_share_cuts_name_each_models_validation_films_when_they_differ():
+    metas = [covidnet.load(name).meta for name in ("resnet18", "mobilenet_v2")]
+    chosen_on = [m.thresholds.heatmap_in_lungs_chosen_on for m in metas]
+    text = card_sections.lung_share_cuts(metas)
+    cuts = [f"{m.backbone} {m.thresholds.heatmap_in_lungs_below:.0%}" for m in metas]
+    if chosen_on[0] == chosen_on[1]:
+        assert f"({chosen_on[0]}; `covidnet fit-familiarity`): below {cuts[0]}, {cuts[1]}." in text
+    else:  # fitted on the validation films of the split each was trained with
+        assert f"below {cuts[0]} ({chosen_on[0]}), {cuts[1]} ({chosen_on[1]})." in text
+    same = [metas[0], metas[0]]
+    assert f"({chosen_on[0]}; `covidnet fit-familiarity`)" in card_sections.lung_share_cuts(same)

@@ -59,13 +59,16 @@ def _bare(name: str, folder: Path, *, signal: bool):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    """Fit each chosen backbone's signal on the train split, its threshold and the lung-share cut on val."""
-    from covidnet.training.familiarity_fitting import fit_from_splits
+    """Fit each chosen backbone's signal on the train split, its threshold and the lung-share cut on val (the split
+    file each was trained with)."""
+    from covidnet.training.familiarity_fitting import check_split_file, fit_from_splits
 
     folder = args.weights_dir or default_weights_dir()
+    predictors = [_bare(name, folder, signal=False) for name in resolve_backbones(args.backbone, folder)]
+    for predictor in predictors:  # every one before any is refitted
+        check_split_file(predictor.meta, args.split_file)
     parts = _splits(args)
-    for name in resolve_backbones(args.backbone, folder):
-        predictor = _bare(name, folder, signal=False)
+    for predictor in predictors:
         meta = fit_from_splits(predictor, parts["train"], parts["val"], folder, args.cache, limit=args.limit)
         print(
             f"{predictor.backbone}: unfamiliar above distance {meta.familiarity.threshold:.3f}; lung-share warning "

@@ -11,8 +11,10 @@ import numpy as np
 
 from covidnet.assessment.film_features import HEATMAP_METHOD, film_features, subsample
 from covidnet.data.records import Record
+from covidnet.errors import TrainingSetupError
 from covidnet.inference.familiarity import FAMILIARITY_QUANTILE, NEIGHBOURS, fit_familiarity, save_familiarity
 from covidnet.inference.predictor import Predictor
+from covidnet.models.artifacts import sha256_of
 from covidnet.models.checkpoints import checkpoint_paths
 from covidnet.models.metadata import (
     CheckpointMetadata,
@@ -23,6 +25,19 @@ from covidnet.models.metadata import (
 
 LUNG_SHARE_QUANTILE = 0.10  # the lung-share warning fires on this share of validation films (the worst tail)
 TRAIN_LIMIT = 1500  # training films the signal is fitted on, at most (drawn at random)
+
+
+def check_split_file(meta: CheckpointMetadata, split_file: Path) -> None:
+    """Refuse a split file other than the one ``meta``'s model was trained with: the signal's reference is the films
+    the model trained on, and films it never saw, counted among them, would read as familiar."""
+    recorded = meta.training.split_file_sha256 if meta.training else ""
+    given = sha256_of(Path(split_file))
+    if recorded and recorded != given:
+        raise TrainingSetupError(
+            f"{meta.backbone} was trained with a split file of sha256 {recorded[:12]}…, not {split_file} "
+            f"({given[:12]}…): pass the split file it was trained with (--split-file), so that the unfamiliar-film "
+            "signal is fitted on its own training films."
+        )
 
 
 def familiarity_path(backbone: str, weights_dir: Path) -> Path:
