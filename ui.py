@@ -206,15 +206,24 @@ def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None
         st.markdown(f"**The unfamiliar-film note**: {_familiarity_basis(meta)}")
 
 
-def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
-    if result.uncertain_below is None:
-        return "that no class has a majority (no threshold is recorded for these weights)"
-    basis = (
-        f"that the most likely class has less than {result.uncertainty_threshold:.0%}, so this model does not answer; "
-        f"the threshold was chosen on {t.uncertain_chosen_on}"
-    )
+NO_THRESHOLD = "no class has a majority (no threshold is recorded for these weights)"
+
+
+def threshold_basis(t: Thresholds) -> str:
+    """Where a model's "uncertain" threshold was chosen and, where recorded, the bound it keeps there."""
+    basis = f"the threshold was chosen on {t.uncertain_chosen_on}"
     if t.uncertain_max_wrong is not None:
         basis += f": the answers at or above it were {bound_in_words(t.uncertain_max_wrong, t.uncertain_confidence)}"
+    return basis
+
+
+def _uncertain_basis(result: Analysis, t: Thresholds) -> str:
+    if result.uncertain_below is None:
+        return f"that {NO_THRESHOLD}"
+    basis = (
+        f"that the most likely class has less than {result.uncertainty_threshold:.0%}, so this model does not answer; "
+        f"{threshold_basis(t)}"
+    )
     if t.answered_share is not None and t.answered_accuracy is not None:
         basis += (
             f"; on the held-back half of those films it answered {t.answered_share:.0%} of them, "

@@ -41,6 +41,7 @@ import covidnet
 from covidnet.inference.predictor import Predictor, installed_segmenter
 from covidnet.io.preprocessing import build_transform
 from covidnet.models.checkpoints import checkpoint_paths, default_weights_dir, save_checkpoint
+from covidnet.models.metadata import read_checkpoint_metadata
 from covidnet.models.registry import build_model, cam_layer, get_spec
 from covidnet.provenance import recorded_path
 from covidnet.scoring.pipeline import DEFAULT_BATCH_SIZE, score_blocks
@@ -75,7 +76,7 @@ def weights_folder() -> tuple[Path, str]:
     if trained:
         folder = default_weights_dir()
         return folder, f"trained weights in {recorded_path(folder)}/: " + ", ".join(
-            f"{name} {json.loads(checkpoint_paths(name, folder)[1].read_text())['sha256'][:12]}" for name in trained
+            f"{name} {read_checkpoint_metadata(checkpoint_paths(name, folder)[1]).sha256[:12]}" for name in trained
         )
     folder = Path(tempfile.mkdtemp(prefix="covidnet-bench-"))
     for name in covidnet.backbones():

@@ -7,7 +7,6 @@ import streamlit as st
 
 import covidnet
 import ui
-from covidnet.assessment.thresholds import bound_in_words
 
 ui.app_navigation()
 
@@ -41,13 +40,7 @@ if not ui.gate_passed(result.warnings, key="analyse-anyway"):
     st.stop()
 top = result.probabilities[result.prediction]
 if result.uncertain:
-    chosen = meta.thresholds
-    basis = (
-        f"on {chosen.uncertain_chosen_on}, the answers at or above it were "
-        f"{bound_in_words(chosen.uncertain_max_wrong, chosen.uncertain_confidence)}"
-        if result.uncertain_below is not None and chosen.uncertain_max_wrong is not None
-        else "no class has a majority (no threshold is recorded for these weights)"
-    )
+    basis = ui.threshold_basis(meta.thresholds) if result.uncertain_below is not None else ui.NO_THRESHOLD
     st.warning(
         f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {top:.0%}. "
         f"Below {result.uncertainty_threshold:.0%} this model does not answer: {basis}."

@@ -118,6 +118,22 @@ def test_analyse_explains_its_signs_with_the_figures_measured_for_the_shipped_we
     assert expander.get("image")[0].captions == ["Colour scale: blue = little evidence, red = the most"]
 
 
+def test_an_uncertain_answer_says_where_its_threshold_was_chosen_and_the_bound_it_keeps(monkeypatch):
+    monkeypatch.setenv("COVIDNET_WEIGHTS", str(SHIPPED))
+    sample = Path(covidnet.__file__).parent / "sample_scans" / "covid_cxnet_055.jpg"  # uncertain for mobilenet_v2
+    at = page(PAGES[0])
+    at.sidebar.selectbox[0].set_value("mobilenet_v2").run()
+    at = upload(at, (sample.name, sample.read_bytes()))
+    t = covidnet.load("mobilenet_v2", weights_dir=SHIPPED).meta.thresholds
+    warning = next(w.value for w in at.warning if w.value.startswith("**Uncertain.**"))
+    assert f"Below {t.uncertain_below:.0%} this model does not answer: the threshold was chosen on " in warning
+    assert t.uncertain_chosen_on in warning
+    assert (
+        f"wrong on at most {t.uncertain_max_wrong:.0%} of all films, with {t.uncertain_confidence:.0%} confidence"
+        in warning
+    )
+
+
 def test_the_lung_outline_can_be_switched_off(with_weights, real_scans):
     at = upload(page(PAGES[0]), (real_scans[1].name, real_scans[1].read_bytes()))
     outlined = at.get("image")[1].proto.imgs[0].url

@@ -130,17 +130,18 @@ def lung_share_cuts(metas: list[CheckpointMetadata]) -> str:
     cuts = [(m.backbone, m.thresholds) for m in metas if m.thresholds.heatmap_in_lungs_below is not None]
     if not cuts:
         return "The app gives no lung-share warning until `covidnet fit-familiarity` has set its cut."
-    t = cuts[0][1]
-    if len({t.heatmap_in_lungs_chosen_on for _, t in cuts}) == 1:
-        basis = f"{t.heatmap_in_lungs_chosen_on}; `covidnet fit-familiarity`"
+    films = {t.heatmap_in_lungs_chosen_on for _, t in cuts}
+    if len(films) == 1:
+        basis = f"{films.pop()}; `covidnet fit-familiarity`"
         listed = ", ".join(f"{name} {t.heatmap_in_lungs_below:.0%}" for name, t in cuts)
     else:  # models fitted on different validation films (each on the split it was trained with)
         basis = "each model's own, `covidnet fit-familiarity`"
         listed = ", ".join(
             f"{name} {t.heatmap_in_lungs_below:.0%} ({t.heatmap_in_lungs_chosen_on})" for name, t in cuts
         )
+    quantile = cuts[0][1].heatmap_in_lungs_quantile
     return (
-        f"The app warns when a heatmap's share inside the lungs falls in the worst {t.heatmap_in_lungs_quantile:.0%} "
+        f"The app warns when a heatmap's share inside the lungs falls in the worst {quantile:.0%} "
         f"of validation films ({basis}): below {listed}."
     )
 
