@@ -206,6 +206,12 @@ def signs_explained(result: Analysis, meta: covidnet.CheckpointMetadata) -> None
         st.markdown(f"**The unfamiliar-film note**: {_familiarity_basis(meta)}")
 
 
+def share_below(value: float, threshold: float) -> str:
+    """``value`` as a percentage with just enough decimals to read as less than ``threshold`` (97.7%, not 98%)."""
+    digits = next((d for d in range(3) if round(value * 100, d) < round(threshold * 100, d)), 3)
+    return f"{value:.{digits}%}"
+
+
 NO_THRESHOLD = "no class has a majority (no threshold is recorded for these weights)"
 
 

@@ -41,8 +41,9 @@ if not ui.gate_passed(result.warnings, key="analyse-anyway"):
 top = result.probabilities[result.prediction]
 if result.uncertain:
     basis = ui.threshold_basis(meta.thresholds) if result.uncertain_below is not None else ui.NO_THRESHOLD
+    shown = ui.share_below(top, result.uncertainty_threshold)
     st.warning(
-        f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {top:.0%}. "
+        f"**Uncertain.** The most likely class, {covidnet.display_name(result.prediction)}, has only {shown}. "
         f"Below {result.uncertainty_threshold:.0%} this model does not answer: {basis}."
     )
 else:

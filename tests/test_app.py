@@ -127,6 +127,7 @@ def test_an_uncertain_answer_says_where_its_threshold_was_chosen_and_the_bound_i
     t = covidnet.load("mobilenet_v2", weights_dir=SHIPPED).meta.thresholds
     warning = next(w.value for w in at.warning if w.value.startswith("**Uncertain.**"))
     assert f"Below {t.uncertain_below:.0%} this model does not answer: the threshold was chosen on " in warning
+    assert float(re.search(r"has only ([\d.]+)%", warning).group(1)) < 100 * t.uncertain_below  # never "98%. Below 98%"
     assert t.uncertain_chosen_on in warning
     assert (
         f"wrong on at most {t.uncertain_max_wrong:.0%} of all films, with {t.uncertain_confidence:.0%} confidence"
