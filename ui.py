@@ -21,7 +21,7 @@ from covidnet.inference.results import Analysis
 from covidnet.io.samples import Sample, samples
 from covidnet.models import metadata, pretrained
 from covidnet.models.checkpoints import verify_checkpoint
-from covidnet.models.metadata import Thresholds
+from covidnet.models.metadata import FamiliarityRecord, Thresholds
 from covidnet.notices import GATE_CODES, ScanWarning, WarningCode
 from covidnet.scoring.pipeline import score_blocks
 from covidnet.scoring.rows import COLUMNS, flat
@@ -248,10 +248,26 @@ def _familiarity_basis(meta: covidnet.CheckpointMetadata) -> str:
         f"{_share(record.error_above)} of the time, the others {_share(record.error_below)}."
     )
     if not record.shown:
-        return f"this model's unfamiliarity measure carries too little information, so the note is not shown. {figures}"
+        return (
+            f"this model's unfamiliarity measure carries too little information, so the note is not shown. {figures}"
+            f"{_rounds_figures(record)}"
+        )
     return (
         "it appears when a film's features lie further from those of the films CovidNet learned from than on "
-        f"{record.quantile:.0%} of validation films. {figures}"
+        f"{record.quantile:.0%} of validation films. {figures}{_rounds_figures(record)}"
+    )
+
+
+def _rounds_figures(record: FamiliarityRecord) -> str:
+    """What the signal did on adult hospitals the model's recipe never trained on, where that was measured."""
+    if not record.rounds_wrong_auroc or record.rounds_answered_wrong is None:
+        return ""
+    ranked = ", ".join(f"{auroc:.0%} ({source})" for source, auroc in record.rounds_wrong_auroc.items())
+    return (
+        f" On {record.rounds_measured_on}, the distance ranked a wrong answer above a right one {ranked} of the time, "
+        f"and the note would have flagged {record.rounds_answered_wrong_flagged} of the {record.rounds_answered_wrong} "
+        'wrong answers given at this model\'s "uncertain" threshold: a film from a hospital CovidNet never learned '
+        "from can look familiar and still be answered wrongly."
     )
 
 

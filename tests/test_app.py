@@ -115,6 +115,11 @@ def test_analyse_explains_its_signs_with_the_figures_measured_for_the_shipped_we
     assert t.uncertain_confidence is None or f"of all films, with {t.uncertain_confidence:.0%} confidence" in text
     assert f"a right one {measured.wrong_auroc_unseen['value']:.0%} of the time" in text
     assert ("so the note is not shown" in text) == (not measured.shown)
+    rounds = find_familiarity_report(SHIPPED / "reports").rounds["mobilenet_v2"]  # its recipe's rounds
+    for r in rounds:
+        assert f"{r.result.wrong_auroc_unseen['value']:.0%} ({r.left_out})" in text
+    given = f"flagged {sum(r.answered_wrong_flagged for r in rounds)} of the {sum(r.answered_wrong for r in rounds)}"
+    assert f'{given} wrong answers given at this model\'s "uncertain" threshold' in text
     assert expander.get("image")[0].captions == ["Colour scale: blue = little evidence, red = the most"]
 
 

@@ -1,5 +1,6 @@
 """The unfamiliar-film signal and the lung-share cut, fitted on a tiny real subset of the split (shipped
-mobilenet_v2 weights), measured on internal test and ieee8023 films; the note shown only by the measurement's rule."""
+mobilenet_v2 weights), measured on internal test and ieee8023 films, and on a leave-one-source-out round's left-out
+films; the note shown only by the measurement's rule."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from covidnet.assessment.report_files import find_familiarity_report, write_fami
 from covidnet.assessment.uncertain_report import record_thresholds
 from covidnet.data.records import read_metadata
 from covidnet.data.splits import split_records
+from covidnet.experiments.familiarity_rounds import POOL, measure_round, record_rounds, round_folders
 from covidnet.inference.analysis import familiarity_notes
-from covidnet.inference.predictor import Predictor, installed_segmenter, load_classifier
+from covidnet.inference.predictor import ungated_predictor
 from covidnet.models.artifacts import sha256_of
-from covidnet.models.metadata import read_checkpoint_metadata
+from covidnet.models.metadata import read_checkpoint_metadata, write_checkpoint_metadata
 from covidnet.training.familiarity_fitting import LUNG_SHARE_QUANTILE, fit_from_splits
 
 MODEL = "mobilenet_v2"  # shipped weights (a lung-crop model at 224 pixels)
@@ -47,7 +49,7 @@ def fitted(parts, tmp_path_factory):
     for path in [*SHIPPED.glob(f"{MODEL}.*"), *SHIPPED.glob("lungs.*")]:
         shutil.copy(path, folder)
     cache = folder / "cache"
-    bare = Predictor(load_classifier(MODEL, folder), segmenter=installed_segmenter(folder))
+    bare = ungated_predictor(MODEL, folder, familiarity=False)
     meta = fit_from_splits(bare, parts["train"], parts["val"], folder, cache)
     return folder, cache, meta
 
@@ -130,3 +132,50 @@ def test_fitting_refuses_a_split_file_the_model_was_not_trained_with(fitted, tmp
     assert f"{MODEL} was trained with a split file of sha256 {meta.training.split_file_sha256[:12]}" in result.stderr
     assert "pass the split file it was trained with (--split-file)" in result.stderr
     assert (folder / meta.familiarity.file).read_bytes() == before  # nothing refitted
+
+
+def test_a_rounds_signal_is_fitted_without_its_left_out_source_and_measured_on_every_film_of_it(
+    parts, fitted, tmp_path
+):
+    """A round folder as ``covidnet leave-one-out`` leaves it (the shipped weights, recorded as trained without
+    NIH): its signal is fitted on its own films, measured on the left-out source's films, and reported."""
+    folder, cache, _ = fitted
+    left_out = "nih-chestxray8"
+    round_folder = tmp_path / "loso" / left_out
+    round_folder.mkdir(parents=True)
+    for path in [folder / f"{MODEL}.pt", folder / f"{MODEL}.json", *folder.glob("lungs.*")]:
+        shutil.copy(path, round_folder)
+    meta = read_checkpoint_metadata(round_folder / f"{MODEL}.json")
+    settings = {**meta.training.settings, "exclude": [left_out], "holdout": [], "limit": None}
+    training = dataclasses.replace(meta.training, settings=settings)
+    write_checkpoint_metadata(dataclasses.replace(meta, training=training), round_folder / f"{MODEL}.json")
+    split = split_records(read_metadata(CXR_ROOT / "metadata.csv"), SHIPPED / "split.csv")
+    nih = {name: [r for r in split[name] if r.dataset == left_out][:6] for name in ("train", "test")}
+    round_parts = {**parts, **{name: [*parts[name], *nih[name]] for name in nih}}
+    unseen = [r for name in POOL for r in round_parts[name] if r.dataset == left_out]
+
+    measured = measure_round(round_folder, MODEL, round_parts, SHIPPED / "split.csv", cache, answered_at=0.6)
+    assert round_folders(tmp_path / "loso", MODEL) == [round_folder]
+    assert measured.left_out == left_out and measured.result.n_unseen == len(unseen) >= 12
+    assert measured.result.n_internal == len([r for r in round_parts["test"] if r.dataset != left_out])
+    trained_on = len([r for r in round_parts["train"] if r.dataset != left_out])
+    signal = read_checkpoint_metadata(round_folder / f"{MODEL}.json").familiarity
+    assert f"{trained_on} of {trained_on} training films" in signal.fitted_on  # its own films, none left out
+    round_model = ungated_predictor(MODEL, round_folder, familiarity=True)  # as measured: no gate
+    analyses = round_model.analyze_batch([covidnet.read_scan(r.path) for r in unseen], cam=None)
+    given = [(a, r) for a, r in zip(analyses, unseen, strict=True) if max(a.probabilities.values()) >= 0.6]
+    wrong = [a for a, r in given if a.prediction != r.label]
+    assert (measured.answered_wrong, measured.answered_right) == (len(wrong), len(given) - len(wrong))
+    assert measured.answered_wrong_flagged == sum(a.unfamiliarity > 1 for a in wrong)
+
+    assert record_rounds([measured], MODEL, round_folder)
+    record = read_checkpoint_metadata(round_folder / f"{MODEL}.json").familiarity
+    assert record.rounds_wrong_auroc == {left_out: measured.result.wrong_auroc_unseen["value"]}
+    assert record.rounds_answered_wrong == len(wrong) and f"{len(unseen)} {left_out} films" in record.rounds_measured_on
+    report = FamiliarityReport("internal test", "ieee8023", {MODEL: measured.result}, RULE, rounds={MODEL: [measured]})
+    write_familiarity_report(report, tmp_path / "familiarity.json")
+    assert find_familiarity_report(tmp_path) == report
+    section = familiarity_section(report)
+    assert "### On a hospital the recipe never trained on" in section
+    assert f"| {MODEL} | {left_out} | {len(unseen)} |" in section
+    assert f"the note would have flagged {measured.answered_wrong_flagged}: a film" in section

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from covidnet.data.records import Record
-from covidnet.data.sources import MIN_GROUP, hold_out, sample_weights, source_index
+from covidnet.data.sources import MIN_GROUP, hold_out, sample_weights, source_index, training_films, without
 from covidnet.errors import CheckpointError
 from covidnet.io.preprocessing import build_transform, same_preprocessing
 from covidnet.models.metadata import CheckpointMetadata
@@ -66,6 +66,17 @@ def test_holding_out_a_source_moves_it_from_training_into_validation():
     with pytest.raises(ValueError, match="no scans from source 'z'"):
         hold_out(train, val, ["z"])
     assert list(source_index(POOL)) == sorted({r.origin for r in POOL})
+
+
+def test_a_runs_films_leave_out_excluded_sources_move_held_out_ones_and_keep_every_limit_th():
+    parts = {"train": POOL[:700], "val": POOL[700:], "test": POOL[:10]}
+    train, val = training_films(parts, exclude=["c"], holdout=["b"])
+    assert {r.dataset for r in train} == {"a"}
+    assert {r.dataset for r in val} == {"b", "d", "e"}  # b moved in, c left out of validation too
+    assert len(train) + len(val) == len(without(POOL, ["c"]))
+    halved = training_films(parts, exclude=["c"], holdout=["b"], limit=2)
+    assert halved == (train[::2], val[::2])
+    assert training_films({"train": POOL}) == (POOL, [])
 
 
 def test_gradient_reversal_is_the_identity_forward_and_turns_the_gradient_around():

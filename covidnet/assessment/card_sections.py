@@ -4,7 +4,8 @@ the gate's corpus and lung check), each empty or a placeholder when its report i
 from __future__ import annotations
 
 from covidnet.assessment.evaluation_report import EvaluationReport
-from covidnet.assessment.familiarity_report import FamiliarityReport
+from covidnet.assessment.familiarity_measure import MIN_WRONG_AUROC
+from covidnet.assessment.familiarity_report import FamiliarityReport, RoundFamiliarity
 from covidnet.assessment.gate_report import GateReport
 from covidnet.assessment.leave_one_out_report import LeaveOneOutReport
 from covidnet.assessment.metrics import CONFIDENCE
@@ -182,6 +183,53 @@ does it predict a wrong answer, and how often answers above and below the thresh
 Rule: {report.rule}.{why}{_against_confidence(report)}
 
 {chr(10).join(rows)}
+{_rounds_part(report)}"""
+
+
+def rounds_table(rows: list[tuple[str, RoundFamiliarity]], *, label: str = "model") -> str:
+    """Leave-one-source-out rounds' unfamiliar-film signal on the sources they never saw, one row each, named by
+    ``label`` (the model, or the recipe)."""
+    lines = [
+        f"| {label} | round without | films | flagged unfamiliar | wrong-answer AUROC: distance / top probability | "
+        "error above / below | wrong answers given, flagged | right answers given, flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        m = r.result
+        given = "" if r.answered_at is None else f" (at {r.answered_at:.2f})"
+        lines.append(
+            f"| {name} | {r.left_out} | {m.n_unseen} | {m.n_above_unseen} | {_auroc(m.wrong_auroc_unseen)} / "
+            f"{_auroc(m.wrong_auroc_unseen_top_probability)} | {_share(m.error_above_unseen)} / "
+            f"{_share(m.error_below_unseen)} | {r.answered_wrong_flagged} of {r.answered_wrong}{given} | "
+            f"{r.answered_right_flagged} of {r.answered_right} |"
+        )
+    return "\n".join(lines)
+
+
+def _rounds_part(report: FamiliarityReport) -> str:
+    """The signal on each model's recipe's leave-one-source-out rounds, when ``--rounds`` measured them."""
+    rows = [(name, r) for name, rounds in report.rounds.items() for r in rounds]
+    if not rows:
+        return ""
+    aurocs = [r.result.wrong_auroc_unseen["value"] for _, r in rows]
+    below_chance = sum(a is not None and a < 0.5 for a in aurocs)
+    meeting = sum(a is not None and a >= MIN_WRONG_AUROC for a in aurocs)
+    wrong, flagged = sum(r.answered_wrong for _, r in rows), sum(r.answered_wrong_flagged for _, r in rows)
+    verdict = (
+        f"In {below_chance} of {len(aurocs)} rounds the distance ranks wrong answers above right ones less often than "
+        f"chance, and in {meeting} it reaches the rule's {MIN_WRONG_AUROC}. Of the {wrong} wrong answers the rounds "
+        f"gave, the note would have flagged {flagged}: a film from a hospital none of the training films came from "
+        "can look familiar and still be answered wrongly."
+    )
+    return f"""
+### On a hospital the recipe never trained on
+Each model's recipe was also trained without one adult source at a time (the leave-one-source-out rounds that
+"uncertain" is chosen on). Each round's model got the signal fitted in the same way on its own training and validation
+films, and was measured on every film of the source it never saw, against its internal test films (`covidnet
+familiarity-report --rounds`). Answers are counted as given when their top probability reaches the shipped model's
+"uncertain" threshold (in brackets). {verdict}
+
+{rounds_table(rows)}
 """
 
 

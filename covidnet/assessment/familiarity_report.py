@@ -3,7 +3,7 @@ of a source it never trained on against internal test films, and whether the app
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from covidnet.assessment.report_schema import SCHEMA_VERSION, checked
@@ -45,6 +45,25 @@ class FamiliarityResult:
 
 
 @dataclass(frozen=True)
+class RoundFamiliarity:
+    """One round's signal on the source it never trained on, and its answers at a threshold."""
+
+    left_out: str  # the source(s) the round was trained without
+    folder: str  # the round's folder
+    result: FamiliarityResult
+    answered_at: float | None  # the top probability from which an answer counts as given (None: every answer)
+    answered_wrong: int  # wrong answers given
+    answered_wrong_flagged: int  # … of them above the signal's threshold
+    answered_right: int
+    answered_right_flagged: int
+
+    @classmethod
+    def from_dict(cls, record: Any, where: str) -> RoundFamiliarity:
+        record = dict(checked(cls, record, where))
+        return cls(**{**record, "result": FamiliarityResult(**checked(FamiliarityResult, record["result"], where))})
+
+
+@dataclass(frozen=True)
 class FamiliarityReport:
     """``covidnet familiarity-report``'s report (``weights/reports/familiarity.json``)."""
 
@@ -53,6 +72,7 @@ class FamiliarityReport:
     backbones: dict[str, FamiliarityResult]
     rule: str  # when the note is shown, in words
     command: str = ""
+    rounds: dict[str, list[RoundFamiliarity]] = field(default_factory=dict)  # per backbone, its recipe's rounds
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -61,6 +81,10 @@ class FamiliarityReport:
         record["backbones"] = {
             name: FamiliarityResult(**checked(FamiliarityResult, b, f"backbones.{name}"))
             for name, b in record["backbones"].items()
+        }
+        record["rounds"] = {
+            name: [RoundFamiliarity.from_dict(r, f"rounds.{name}") for r in rounds]
+            for name, rounds in record.get("rounds", {}).items()
         }
         return cls(**record)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from covidnet.cli.common import EXIT_OK, add_backbone_option, command_line, resolve_backbones
 from covidnet.data.locations import DEFAULT_DATA, DEFAULT_SPLIT
+from covidnet.errors import CovidNetError
 from covidnet.models.checkpoints import default_weights_dir
 
 DEFAULT_CACHE = Path("runs/familiarity")
@@ -29,6 +30,15 @@ def add(commands: argparse._SubParsersAction) -> None:
     )
     _common(report)
     report.add_argument("--out", type=Path, default=default_weights_dir() / "reports" / "familiarity.json")
+    report.add_argument(
+        "--rounds",
+        action="append",
+        default=[],
+        metavar="BACKBONE=DIR",
+        help="leave-one-source-out rounds of BACKBONE's recipe, with their checkpoints (covidnet leave-one-out "
+        "--folder DIR): each round's signal is fitted on its own films (written into its folder) and measured on the "
+        "source it never trained on; repeatable",
+    )
     report.set_defaults(run=run_report)
 
 
@@ -48,23 +58,16 @@ def _splits(args: argparse.Namespace) -> dict:
     return split_records(read_metadata(args.data / "metadata.csv"), args.split_file)
 
 
-def _bare(name: str, folder: Path, *, signal: bool):
-    """``name``'s predictor without its gate (neither fitting nor measuring needs it), with its unfamiliar-film
-    signal when ``signal`` (a fit starts without the earlier one)."""
-    from covidnet.inference.predictor import Predictor, installed_familiarity, installed_segmenter, load_classifier
-
-    classifier = load_classifier(name, folder)
-    familiarity = installed_familiarity(classifier.meta, folder) if signal else None
-    return Predictor(classifier, segmenter=installed_segmenter(folder), familiarity=familiarity)
-
-
 def run_fit(args: argparse.Namespace) -> int:
     """Fit each chosen backbone's signal on the train split, its threshold and the lung-share cut on val (the split
     file each was trained with)."""
+    from covidnet.inference.predictor import ungated_predictor
     from covidnet.training.familiarity_fitting import check_split_file, fit_from_splits
 
     folder = args.weights_dir or default_weights_dir()
-    predictors = [_bare(name, folder, signal=False) for name in resolve_backbones(args.backbone, folder)]
+    predictors = [
+        ungated_predictor(name, folder, familiarity=False) for name in resolve_backbones(args.backbone, folder)
+    ]
     for predictor in predictors:  # every one before any is refitted
         check_split_file(predictor.meta, args.split_file)
     parts = _splits(args)
@@ -82,22 +85,44 @@ def run_report(args: argparse.Namespace) -> int:
     from covidnet.assessment.familiarity_measure import RULE, measure_backbone, record_verdict
     from covidnet.assessment.familiarity_report import FamiliarityReport
     from covidnet.assessment.report_files import write_familiarity_report
+    from covidnet.experiments.familiarity_rounds import measure_round, record_rounds, round_folders
+    from covidnet.inference.predictor import ungated_predictor
 
     folder = args.weights_dir or default_weights_dir()
     parts = _splits(args)
-    measured = {}
-    for name in resolve_backbones(args.backbone, folder):
-        predictor = _bare(name, folder, signal=True)
+    names = resolve_backbones(args.backbone, folder)
+    recipes = dict(_rounds(spec, names) for spec in args.rounds)
+    measured, rounds = {}, {}
+    for name in names:
+        predictor = ungated_predictor(name, folder, familiarity=True)
         result = measure_backbone(predictor, parts["test"], parts["external"], args.cache)
         record_verdict(result, predictor.backbone, folder)
         measured[predictor.backbone] = result
         print(f"{predictor.backbone}: {result.summary()}")
+        if name in recipes:
+            answered_at = predictor.meta.thresholds.uncertain_below
+            rounds[name] = [
+                measure_round(f, name, parts, args.split_file, args.cache, answered_at)
+                for f in round_folders(recipes[name], name)
+            ]
+            record_rounds(rounds[name], name, folder)
+            for r in rounds[name]:
+                print(f"  round without {r.left_out}: {r.result.summary()}")
     report = FamiliarityReport(
         internal=f"internal test split of {args.split_file.name}",
         unseen=f"external split of {args.split_file.name} (ieee8023, never trained on)",
         backbones=measured,
         rule=RULE,
         command=command_line(),
+        rounds=rounds,
     )
     write_familiarity_report(report, args.out)
     return EXIT_OK
+
+
+def _rounds(spec: str, backbones: list[str]) -> tuple[str, Path]:
+    """``BACKBONE=DIR`` → (backbone, DIR), for one of the backbones measured."""
+    backbone, _, folder = spec.partition("=")
+    if backbone not in backbones or not folder:
+        raise CovidNetError(f"--rounds {spec!r}: expected BACKBONE=DIR for one of {', '.join(backbones)}.")
+    return backbone, Path(folder)

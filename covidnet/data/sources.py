@@ -66,3 +66,17 @@ def without(records: list[Record], names: Sequence[str]) -> list[Record]:
 def source_index(records: Sequence[Record]) -> dict[str, int]:
     """A class index per source among ``records`` (sorted by name), for the source-adversarial head."""
     return {origin: k for k, origin in enumerate(sorted({r.origin for r in records}))}
+
+
+def training_films(
+    parts: dict[str, list[Record]],
+    *,
+    exclude: Sequence[str] = (),
+    holdout: Sequence[str] = (),
+    limit: int | None = None,
+) -> tuple[list[Record], list[Record]]:
+    """The (training, validation) films of a run: the split's parts less the ``exclude``d sources, the ``holdout``
+    sources moved into validation, then every ``limit``-th film of each."""
+    train_records, val_records = hold_out(without(parts.get("train", []), exclude), parts.get("val", []), holdout)
+    val_records = without(val_records, exclude)
+    return train_records[:: limit or 1], val_records[:: limit or 1]

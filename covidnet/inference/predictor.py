@@ -147,6 +147,14 @@ def load_classifier(name: str, weights_dir: Path) -> Classifier:
     return Classifier(*_network(name, Path(weights_dir)))
 
 
+def ungated_predictor(name: str, weights_dir: Path, *, familiarity: bool) -> Predictor:
+    """Backbone ``name``'s predictor in ``weights_dir`` without its gate (for fitting and measuring, which read every
+    film), with its unfamiliar-film signal when ``familiarity`` (a fit starts without the earlier one)."""
+    classifier = load_classifier(name, weights_dir)
+    signal = installed_familiarity(classifier.meta, weights_dir) if familiarity else None
+    return Predictor(classifier, segmenter=installed_segmenter(weights_dir), familiarity=signal)
+
+
 def load(name: str, *, weights_dir: Path | None = None) -> Predictor:
     """The predictor of backbone ``name``: its verified checkpoint, its gate, its unfamiliar-film signal (when
     fitted) and the installed lung segmenter.

@@ -92,6 +92,10 @@ class FamiliarityRecord:
     measured_on: str = ""  # those films, in words
     wrong_auroc: float | None = None  # how well the distance ranked wrong answers above right ones there
     n_above: int | None = None  # how many of those films lay above the threshold
+    rounds_measured_on: str = ""  # films of sources its recipe's leave-one-source-out rounds never trained on
+    rounds_wrong_auroc: dict[str, float] = field(default_factory=dict)  # per left-out source, as ``wrong_auroc``
+    rounds_answered_wrong: int | None = None  # wrong answers the rounds gave there at its "uncertain" threshold
+    rounds_answered_wrong_flagged: int | None = None  # … of them above the signal's threshold
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from covidnet.assessment.metrics import expected_calibration_error, macro_auc
 from covidnet.classes import CLASSES
 from covidnet.data.records import Record, read_metadata
-from covidnet.data.sources import hold_out, sample_weights, source_index, without
+from covidnet.data.sources import sample_weights, source_index, training_films
 from covidnet.data.splits import split_records
 from covidnet.errors import TrainingSetupError
 from covidnet.io.preprocessing import build_transform
@@ -82,11 +82,9 @@ def train(config: TrainConfig, *, command: str = "") -> CheckpointMetadata:
     spec = get_spec(config.backbone)
     input_size = config.input_size or spec.input_size
     parts = split_records(read_metadata(Path(config.data) / "metadata.csv"), config.split_file)
-    train_records, val_records = hold_out(
-        without(parts.get("train", []), config.exclude), parts.get("val", []), config.holdout
+    train_records, val_records = training_films(
+        parts, exclude=config.exclude, holdout=config.holdout, limit=config.limit
     )
-    val_records = without(val_records, config.exclude)
-    train_records, val_records = train_records[:: config.limit or 1], val_records[:: config.limit or 1]
     _check_not_empty(config, train=train_records, val=val_records)
     device = torch.device(config.device)
 
