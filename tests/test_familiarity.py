@@ -168,6 +168,7 @@ def test_a_rounds_signal_is_fitted_without_its_left_out_source_and_measured_on_e
     assert (measured.answered_wrong, measured.answered_right) == (len(wrong), len(given) - len(wrong))
     assert measured.answered_wrong_flagged == sum(a.unfamiliarity > 1 for a in wrong)
 
+    assert f"{measured.answered_wrong_flagged} of the {len(wrong)} wrong answers given at 0.60" in measured.summary()
     assert record_rounds([measured], MODEL, round_folder)
     record = read_checkpoint_metadata(round_folder / f"{MODEL}.json").familiarity
     assert record.rounds_wrong_auroc == {left_out: measured.result.wrong_auroc_unseen["value"]}
@@ -179,3 +180,10 @@ def test_a_rounds_signal_is_fitted_without_its_left_out_source_and_measured_on_e
     assert "### On a hospital the recipe never trained on" in section
     assert f"| {MODEL} | {left_out} | {len(unseen)} |" in section
     assert f"the note would have flagged {measured.answered_wrong_flagged}: a film" in section
+
+
+def test_the_rounds_option_names_a_backbone_it_measures(fitted):
+    folder, _, _ = fitted
+    result = covidnet_cli("familiarity-report", "--backbone", MODEL, "--rounds", "resnet18=runs/x", weights=folder)
+    assert result.returncode == 2
+    assert f"--rounds 'resnet18=runs/x': expected BACKBONE=DIR for one of {MODEL}" in result.stderr

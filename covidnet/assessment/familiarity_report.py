@@ -57,6 +57,16 @@ class RoundFamiliarity:
     answered_right: int
     answered_right_flagged: int
 
+    def summary(self) -> str:
+        """One line for the terminal."""
+        auroc, top = self.result.wrong_auroc_unseen["value"], self.result.wrong_auroc_unseen_top_probability["value"]
+        at = "" if self.answered_at is None else f" at {self.answered_at:.2f}"
+        return (
+            f"wrong-answer AUROC of the distance {'n/a' if auroc is None else f'{auroc:.3f}'} (of the top probability "
+            f"{'n/a' if top is None else f'{top:.3f}'}); {self.answered_wrong_flagged} of the {self.answered_wrong} "
+            f"wrong answers given{at} flagged unfamiliar"
+        )
+
     @classmethod
     def from_dict(cls, record: Any, where: str) -> RoundFamiliarity:
         record = dict(checked(cls, record, where))

@@ -107,7 +107,7 @@ def run_report(args: argparse.Namespace) -> int:
             ]
             record_rounds(rounds[name], name, folder)
             for r in rounds[name]:
-                print(f"  round without {r.left_out}: {r.result.summary()}")
+                print(f"  round without {r.left_out}: {r.summary()}")
     report = FamiliarityReport(
         internal=f"internal test split of {args.split_file.name}",
         unseen=f"external split of {args.split_file.name} (ieee8023, never trained on)",
