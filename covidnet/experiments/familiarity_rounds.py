@@ -49,7 +49,8 @@ def measure_round(
     left_out = list(settings.get("exclude") or [])
     if not left_out:
         raise CovidNetError(f"{folder}: {backbone} was not trained without a source (no --exclude recorded).")
-    train, val = training_films(parts, exclude=left_out, holdout=settings["holdout"], limit=settings["limit"])
+    holdout, limit = settings.get("holdout") or [], settings.get("limit")
+    train, val = training_films(parts, exclude=left_out, holdout=holdout, limit=limit)
     fit_from_splits(ungated_predictor(backbone, folder, familiarity=False), train, val, folder, cache)
     predictor = ungated_predictor(backbone, folder, familiarity=True)
     unseen = [r for part in POOL for r in parts.get(part, []) if matches(r, left_out)]
