@@ -246,15 +246,12 @@ def _familiarity_basis(meta: covidnet.CheckpointMetadata) -> str:
         f"On {record.measured_on}, the distance ranked a wrong answer above a right one {record.wrong_auroc:.0%} of "
         f"the time (50% = chance); answers on the {record.n_above} films above the threshold were wrong "
         f"{_share(record.error_above)} of the time, the others {_share(record.error_below)}."
-    )
+    ) + _rounds_figures(record)
     if not record.shown:
-        return (
-            f"this model's unfamiliarity measure carries too little information, so the note is not shown. {figures}"
-            f"{_rounds_figures(record)}"
-        )
+        return f"this model's unfamiliarity measure carries too little information, so the note is not shown. {figures}"
     return (
         "it appears when a film's features lie further from those of the films CovidNet learned from than on "
-        f"{record.quantile:.0%} of validation films. {figures}{_rounds_figures(record)}"
+        f"{record.quantile:.0%} of validation films. {figures}"
     )
 
 
