@@ -64,10 +64,15 @@ def test_cli_rows_text_and_exit_status_are_unchanged():
     assert len(got) == len(RECORDED["cli"]["rows"])
     for row, expected in zip(got, RECORDED["cli"]["rows"], strict=True):
         row["warnings"], expected = without_lung_notes(row), {**expected, "warnings": without_lung_notes(expected)}
-        assert {k: row[k] for k in expected if k != "probabilities"} == {
-            k: v for k, v in expected.items() if k != "probabilities"
+        # computed figures (probabilities, the distance to the training films) may differ in the last bits between
+        # CPUs and thread counts: compared within a tolerance, everything else exactly
+        computed = {k for k, v in expected.items() if k == "probabilities" or isinstance(v, float)}
+        assert {k: row[k] for k in expected if k not in computed} == {
+            k: v for k, v in expected.items() if k not in computed
         }
         assert row["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+        for key in computed - {"probabilities"}:
+            assert row[key] == pytest.approx(expected[key], abs=1e-5), key
     added = "|".join(re.escape(f"  [{code}]") for code in LUNG_NOTES)
     lines = [re.sub(added, "", line) for line in text.stdout.splitlines() if line.split(":")[0].split()[-1] in recorded]
     assert lines == [re.sub(added, "", line) for line in RECORDED["cli"]["text"]]
