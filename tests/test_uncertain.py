@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import covidnet
-from covidnet.assessment.films import Films
-from covidnet.assessment.report_files import find_uncertain_report, read_report, write_report
+from covidnet.assessment.films import Films, joined
+from covidnet.assessment.report_files import find_uncertain_report, read_report, read_uncertain_report, write_report
 from covidnet.assessment.thresholds import CHECK, CHOOSE, GRID, Pool, choose_threshold, half_of, wrong_answered_bound
 from covidnet.assessment.unseen_facts import answer_limits
 from covidnet.cli import main
@@ -139,3 +139,52 @@ def test_reports_without_films_are_refused_with_a_reason(tmp_path, capsys):
     argv += ["--internal", str(committed / "internal_test.json"), "--out", str(tmp_path / "u.json")]
     assert main(argv) != 0
     assert "per-film probabilities" in capsys.readouterr().err
+
+
+def test_joined_films_take_each_members_probabilities_in_one_film_order():
+    top = np.array([0.9, 0.8, 0.7])
+    a = films(top, np.zeros(3, dtype=bool), backbones=("resnet18",))
+    b = films(top[::-1], np.zeros(3, dtype=bool), backbones=("round-model",))
+    b = replace(b, sha256=b.sha256[::-1])  # the same films listed the other way round
+    both = joined({"resnet18": (a, "resnet18"), "vgg11_bn": (b, "round-model")})
+    assert both.sha256 == a.sha256 and set(both.probabilities) == {"resnet18", "vgg11_bn"}
+    np.testing.assert_allclose(both.of_model("vgg11_bn"), a.of_model("resnet18"))
+    np.testing.assert_allclose(both.of_model("ensemble"), a.of_model("resnet18"))
+    with pytest.raises(covidnet.CovidNetError, match="not the same films"):
+        joined({"resnet18": (a, "resnet18"), "vgg11_bn": (replace(b, sha256=["f" * 64] * 3), "round-model")})
+
+
+def test_the_ensemble_is_calibrated_on_its_members_rounds_too_when_every_member_has_them(tmp_path, capsys):
+    """With each shipped backbone's recipe rounds, the ensemble's unseen films are ieee8023 plus the rounds' left-out
+    films, each read by the mean of the four round models."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in covidnet.trained_backbones():
+        shutil.copy(checkpoint_paths(name)[1], weights)
+    rounds = ROOT / "docs" / "experiments" / "unseen_rounds"
+    recipes = {"resnet18": "loso_r18old", "densenet121": "loso_dnold", "vgg11_bn": "loso_vggold"}
+    recipes["mobilenet_v2"] = "loso_tl"
+    argv = ["--weights-dir", str(weights), "calibrate-uncertain", "--out", str(tmp_path / "uncertain.json")]
+    argv += [a for name, folder in recipes.items() for a in ("--rounds", f"{name}={rounds / folder}")]
+    assert main(argv) == 0
+
+    ensemble = read_uncertain_report(tmp_path / "uncertain.json").models["ensemble"]
+    sources = ("nih-chestxray8", "rsna-lung-opacity")
+    external = read_report(ROOT / "weights" / "reports" / "external.json").films
+    probabilities, labels = [external.of_model("ensemble")], [external.label_indices()]
+    for source in sources:  # each film read by the mean of the four recipes' round models that never saw its source
+        members = [read_report(rounds / f / source / "left_out.json").films for f in recipes.values()]
+        assert all(m.sha256 == members[0].sha256 for m in members)  # the same films in the same order
+        probabilities.append(np.mean([m.of_model(next(iter(m.probabilities))) for m in members], axis=0))
+        labels.append(members[0].label_indices())
+    probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
+    assert ensemble.chosen.n + ensemble.checked.n == len(labels) == 484 + 669 + 974
+    assert {o.split()[0] for o in ensemble.checked_by_source} == {"ieee8023", *sources}
+    assert "the mean of the members' leave-one-source-out rounds" in ensemble.unseen
+    answered = probabilities.max(axis=1) >= ensemble.threshold
+    said, classes = probabilities.argmax(axis=1), covidnet.CLASSES
+    expected = {
+        classes[c]: {classes[t]: int((answered & (said == c) & (labels == t)).sum()) for t in range(3)}
+        for c in range(3)
+    }
+    assert ensemble.answers == expected

@@ -4,7 +4,7 @@ calibrated probabilities of them. The "uncertain" threshold is chosen from these
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import numpy as np
 from covidnet.assessment.report_schema import checked
 from covidnet.classes import CLASSES
 from covidnet.data.records import Record
+from covidnet.errors import CovidNetError
 from covidnet.inference.results import average_probabilities
 
 DIGITS = 5  # probabilities are stored to this many decimals: far below any threshold step
@@ -57,3 +58,17 @@ class Films:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "classes": list(self.classes)}
+
+
+def joined(members: Mapping[str, tuple[Films, str]]) -> Films:
+    """The same films measured in separate reports as one ``Films``: ``members`` maps each member's name to a
+    report's films and the model there whose probabilities it takes. Rows follow the first member's film order;
+    the ``"ensemble"`` of the result is the members' mean."""
+    first = next(iter(members.values()))[0]
+    rows = {}
+    for name, (films, model) in members.items():
+        if sorted(films.sha256) != sorted(first.sha256):
+            raise CovidNetError(f"{name}'s films are not the same films as the others': they cannot be joined.")
+        row_of = {sha: i for i, sha in enumerate(films.sha256)}
+        rows[name] = films.of_model(model)[[row_of[sha] for sha in first.sha256]].tolist()
+    return Films(first.sha256, first.labels, first.origins, first.patients, rows, first.classes)

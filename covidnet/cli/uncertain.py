@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
             parts += [(r.films, next(iter(r.backbones))) for r in round_reports]
             sources = sorted({o for r in round_reports for o in r.films.origins})
             described += f"; {', '.join(sources)} (leave-one-source-out rounds of its recipe, {folder})"
+        elif name == ENSEMBLE and set(unseen.backbones) <= set(rounds):
+            members_rounds = _ensemble_rounds({b: rounds[b][1] for b in unseen.backbones})
+            parts += [(films, ENSEMBLE) for films in members_rounds]
+            sources = sorted({o for films in members_rounds for o in films.origins})
+            described += f"; {', '.join(sources)} (the mean of the members' leave-one-source-out rounds)"
         sha = unseen.backbones[name].weights_sha256 if name in unseen.backbones else None
         models[name] = calibrate(parts, (internal.films, name), described_as=described, weights_sha256=sha)
     agreement = Agreement.of(unseen.films, own) if len(unseen.backbones) > 1 else None
@@ -85,3 +90,16 @@ def _rounds(spec: str) -> tuple[str, tuple[str, list]]:
     if any(r.films is None for r in reports):
         raise CovidNetError(f"The round reports in {folder} hold no per-film probabilities: rerun their evaluation.")
     return backbone, (folder, reports)
+
+
+def _ensemble_rounds(rounds: dict[str, list]) -> list:
+    """The ensemble's unseen-source films from its members' rounds: for each source left out in every member's
+    rounds, those films with each member's round model's probabilities (their mean is the ensemble's)."""
+    from covidnet.assessment.films import joined
+
+    by_source = {
+        b: {frozenset(r.films.origins): (r.films, next(iter(r.backbones))) for r in reports}
+        for b, reports in rounds.items()
+    }
+    common = set.intersection(*(set(sources) for sources in by_source.values()))
+    return [joined({b: by_source[b][source] for b in by_source}) for source in sorted(common, key=sorted)]
