@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from covidnet.cli.common import EXIT_OK, command_line
 from covidnet.errors import CovidNetError
 from covidnet.models.checkpoints import default_weights_dir
+
+if TYPE_CHECKING:  # imported where used, so the CLI starts fast
+    from covidnet.assessment.evaluation_report import EvaluationReport
+    from covidnet.assessment.films import Films
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -92,7 +97,7 @@ def _rounds(spec: str) -> tuple[str, tuple[str, list]]:
     return backbone, (folder, reports)
 
 
-def _ensemble_rounds(rounds: dict[str, list]) -> list:
+def _ensemble_rounds(rounds: dict[str, list[EvaluationReport]]) -> list[Films]:
     """The ensemble's unseen-source films from its members' rounds: for each source left out in every member's
     rounds, those films with each member's round model's probabilities (their mean is the ensemble's)."""
     from covidnet.assessment.films import joined
